@@ -1,0 +1,1 @@
+"""Data: loading (files, folders, hub names) with `datasets`, format normalisation, collation."""
