@@ -13,8 +13,8 @@ Truncation policy (`max_len` tokens per sequence):
 - prompts (for generation): keep the last `max_len` tokens, so the generation prompt survives.
 - preference pairs: chosen and rejected keep the *same* prompt tokens. When prompt + longer response
   does not fit, the prompt loses tokens from its start (its end, next to the response, is kept),
-  down to no less than half of `max_len`; then each response keeps its first tokens. A pair where
-  either response ends up with nothing trainable is dropped.
+  down to no less than half of `max_len`; then each response keeps its first tokens (at least
+  half the budget, so a response is never cut away entirely).
 """
 
 from __future__ import annotations

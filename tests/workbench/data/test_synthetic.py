@@ -1,0 +1,271 @@
+"""The sample data is generated, in sync with its generator, well-formed, and every answer in it is right.
+
+Answers are re-derived here by an independent solver that reads the questions (regexes over the
+text plus the world's facts), not by trusting the `task` field the generator wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from workbench.data import synthetic
+from workbench.data.synthetic import check_answer
+
+SAMPLE = Path(__file__).resolve().parents[3] / "sample_data"
+WORLD = {t.name: t for t in synthetic.build_world(random.Random(0))}  # generate() draws the world first
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    return out, synthetic.generate(out, seed=0)
+
+
+def load(name: str) -> list[dict]:
+    return [json.loads(line) for line in (SAMPLE / name).read_text(encoding="utf-8").splitlines()]
+
+
+# ---------------------------------------------------------------- independent solver
+
+def towns_in(text: str) -> list:
+    found = [(m.start(), WORLD[m.group()]) for m in re.finditer(r"[A-Z][a-z]+", text) if m.group() in WORLD]
+    return [t for _, t in sorted(found, key=lambda x: x[0])]
+
+
+def solve(question: str, ctx: dict) -> str:
+    """The right answer to `question`, given what earlier turns talked about (updated in `ctx`)."""
+    q = question
+    towns = towns_in(q)
+    if m := re.search(r"(\d+) ([-+*]) (\d+)", q):
+        x, op, y = int(m[1]), m[2], int(m[3])
+        ctx["value"] = {"+": x + y, "-": x - y, "*": x * y}[op]
+    elif m := re.search(r"makes (\d+) batches .* in (\d+) weeks", q):
+        ctx["value"] = int(m[1]) * int(m[2])
+    elif m := re.search(r"has (\d+) jars .* sells (\d+)\.", q):
+        ctx["value"] = int(m[1]) - int(m[2])
+    elif "Sort these numbers" in q:
+        ctx["numbers"] = [int(n) for n in re.findall(r"\d+", q.split(":")[-1])]
+        return ", ".join(map(str, sorted(ctx["numbers"])))
+    elif q == "What is their sum?":
+        ctx["value"] = sum(ctx["numbers"])
+    elif q == "Now double it.":
+        ctx["value"] *= 2
+    elif q == "Add 10 to that.":
+        ctx["value"] += 10
+    elif q == "Multiply that by 3.":
+        ctx["value"] *= 3
+    else:
+        return solve_words(q, towns, ctx)
+    return str(ctx["value"])
+
+
+def solve_words(q: str, towns: list, ctx: dict) -> str:
+    if m := re.search(r"'([a-z]{2,})'", q):
+        ctx["word"] = m[1]
+    if m := re.search(r"letter '([a-z])' appear", q):
+        return str(ctx["word"].count(m[1]))
+    if "backwards" in q or "everse" in q:
+        return ctx["word"][::-1]
+    if "How many letters" in q:
+        return str(len(ctx["word"]))
+    if len(towns) == 2:
+        ctx["pair"] = towns
+    if "older" in q or "founded first" in q:
+        ctx["town"] = min(ctx["pair"], key=lambda t: t.founded)
+        return ctx["town"].name
+    if "larger" in q or "more people" in q:
+        ctx["town"] = max(ctx["pair"], key=lambda t: t.population)
+        return ctx["town"].name
+    if "Which town" in q:
+        [town] = [t for t in WORLD.values() if f"its {t.food}?" in q or f"guild of {t.craft}?" in q]
+        ctx["town"] = town
+        return town.name
+    if towns:
+        ctx["town"] = towns[0]
+    t = ctx["town"]
+    for key, attr in [("kingdom", "kingdom"), ("river", "river"), ("founded", "founded"), ("people", "population"),
+                      ("population", "population"), ("eat", "food"), ("food", "food"), ("guild", "craft"),
+                      ("craft", "craft")]:
+        if key in q:
+            return str(getattr(t, attr))
+    raise AssertionError(f"solver cannot read: {q!r}")
+
+
+def check_conversation(msgs: list[dict]) -> str:
+    """Solve every user turn, check the reply after it, return the last answer."""
+    ctx, answer = {}, None
+    for user, reply in zip(msgs[0::2], msgs[1::2]):
+        answer = solve(user["content"], ctx)
+        assert check_answer({"answer": answer}, reply["content"]), (user, reply, answer)
+    return answer
+
+
+def strip_system(msgs):
+    return msgs[1:] if msgs[0]["role"] == "system" else msgs
+
+
+def assert_alternating(msgs, last: str):
+    body = strip_system(msgs)
+    assert [m["role"] for m in body] == ["user", "assistant"] * (len(body) // 2) + (["user"] if last == "user" else [])
+    assert all(m["content"].strip() and list(m) == ["role", "content"] for m in msgs)
+
+
+# ---------------------------------------------------------------- tests
+
+def test_committed_files_are_exactly_what_the_generator_writes(generated):
+    out, counts = generated
+    assert sorted(counts) == sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    for name in counts:
+        assert (out / name).read_bytes() == (SAMPLE / name).read_bytes(), f"{name} is stale: regenerate it"
+    committed = {str(p.relative_to(SAMPLE)) for p in SAMPLE.rglob("*") if p.is_file()}
+    assert committed == set(counts) | {"README.md"}
+    assert counts == {"chat.jsonl": 300, "preference.jsonl": 200, "preference_multiturn.jsonl": 30,
+                      "prompts.jsonl": 100, "text.jsonl": 414, "formats/sharegpt.jsonl": 8,
+                      "formats/alpaca.jsonl": 8, "formats/messages.jsonl": 8, "formats/hh.jsonl": 8,
+                      "formats/corpus.txt": 6}
+
+
+def test_another_seed_gives_another_world_and_main_writes_without_leftovers(tmp_path, capsys):
+    synthetic.main(["--out", str(tmp_path), "--seed", "1"])
+    assert "chat.jsonl" in capsys.readouterr().out
+    assert (tmp_path / "chat.jsonl").read_bytes() != (SAMPLE / "chat.jsonl").read_bytes()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_world_facts_are_distinct_so_questions_have_one_answer():
+    towns = list(WORLD.values())
+    for attr in ["founded", "population", "food", "craft"]:
+        assert len({getattr(t, attr) for t in towns}) == len(towns), attr
+    assert {t.kingdom for t in towns} == set(synthetic.KINGDOMS)
+
+
+def test_chat_schema_and_every_answer_is_right():
+    rows = load("chat.jsonl")
+    for r in rows:
+        assert list(r) == ["prompt", "prompt_id", "messages", "task"] and list(r["task"]) == ["type", "answer"]
+        assert_alternating(r["messages"], last="assistant")
+        assert r["prompt"] == strip_system(r["messages"])[0]["content"]
+        assert r["prompt_id"] == hashlib.sha256(r["prompt"].encode("utf-8")).hexdigest()
+        assert check_conversation(strip_system(r["messages"])) == r["task"]["answer"]
+        assert check_answer(r["task"], r["messages"][-1]["content"])
+    assert len({r["prompt_id"] for r in rows}) == len(rows)
+
+
+def test_chat_mix_is_like_real_data():
+    rows = load("chat.jsonl")
+    system = [r for r in rows if r["messages"][0]["role"] == "system"]
+    multi = [r for r in rows if len(strip_system(r["messages"])) > 2]
+    assert len(system) == 75 and len(multi) == 90
+    assert {len(strip_system(r["messages"])) for r in multi} == {4, 6}
+    contents = [m["content"] for r in rows for m in r["messages"]]
+    assert sum(not c.isascii() for c in contents) >= 5
+    assert any("\n- " in c for c in contents) and any("```python\n" in c for c in contents)
+    assert len({r["task"]["type"] for r in rows}) >= 15
+    for r in multi:  # follow-ups refer back ("Now double it.") and never ask the same thing twice
+        questions = [m["content"] for m in r["messages"] if m["role"] == "user"]
+        assert len(set(questions)) == len(questions), questions
+
+
+def test_preferences_chosen_is_right_and_rejected_is_worse():
+    rows = load("preference.jsonl")
+    for r in rows:
+        assert list(r) == ["prompt", "chosen", "rejected", "rejected_kind", "task"]
+        assert isinstance(r["prompt"], str) and r["chosen"] != r["rejected"]
+        assert solve(r["prompt"], {}) == r["task"]["answer"]
+        assert check_answer(r["task"], r["chosen"])
+        # a rude reply still gives the right answer; a wrong one or a refusal does not
+        assert check_answer(r["task"], r["rejected"]) == (r["rejected_kind"] == "rude")
+    kinds = [r["rejected_kind"] for r in rows]
+    assert (kinds.count("wrong"), kinds.count("rude"), kinds.count("refusal")) == (120, 40, 40)
+
+
+def test_multiturn_preferences_use_the_conversational_format():
+    rows = load("preference_multiturn.jsonl")
+    for r in rows:
+        assert_alternating(r["prompt"], last="user")
+        assert [m["role"] for m in r["chosen"] + r["rejected"]] == ["assistant", "assistant"]
+        assert r["chosen"] != r["rejected"]
+        answer = check_conversation(strip_system(r["prompt"] + r["chosen"]))
+        assert answer == r["task"]["answer"]
+        assert check_answer(r["task"], r["rejected"][0]["content"]) == (r["rejected_kind"] == "rude")
+    assert any(r["prompt"][0]["role"] == "system" for r in rows)
+
+
+def test_prompts_are_held_out_and_answered():
+    rows = load("prompts.jsonl")
+    seen = [m["content"] for r in load("chat.jsonl") for m in r["messages"] if m["role"] == "user"]
+    seen += [r["prompt"] for r in load("preference.jsonl")]
+    for r in rows:
+        assert list(r) == ["prompt", "answer", "task"] and r["answer"] == r["task"]["answer"]
+        assert solve(r["prompt"], {}) == r["answer"]
+        assert r["prompt"] not in seen
+    assert len({r["prompt"] for r in rows}) == len(rows)
+
+
+def test_pretraining_text_states_the_facts_and_correct_sums():
+    docs = [r["text"] for r in load("text.jsonl")]
+    size = (SAMPLE / "text.jsonl").stat().st_size
+    assert 150_000 < size < 300_000 and sum("\n\n" in d for d in docs) > 100
+    for t in WORLD.values():
+        entries = [d for d in docs if d.startswith(t.name + "\n\n")]
+        assert len(entries) == 3
+        for d in entries:
+            for fact in [t.kingdom, t.river, str(t.founded), str(t.population), t.food, t.craft]:
+                assert fact in d, (t.name, fact)
+            assert set(map(int, re.findall(r"\d+", d))) <= {t.founded, t.founded + 100, t.population}
+    sums = re.findall(r"(\d+) ([-+*]) (\d+) = (\d+)", "\n".join(docs))
+    assert len(sums) > 100
+    for x, op, y, z in sums:
+        assert {"+": int(x) + int(y), "-": int(x) - int(y), "*": int(x) * int(y)}[op] == int(z)
+    assert "Seven plus five is twelve." == f"{synthetic.words(7).capitalize()} plus five is {synthetic.words(12)}."
+    assert synthetic.words(1342) == "one thousand three hundred and forty-two"
+
+
+def test_other_formats():
+    share = load("formats/sharegpt.jsonl")
+    for r in share:
+        roles = [m["from"] for m in r["conversations"]]
+        assert roles[roles[0] == "system":] == ["human", "gpt"] * (len(roles[roles[0] == "system":]) // 2)
+    assert any(r["conversations"][0]["from"] == "system" for r in share)
+    alpaca = load("formats/alpaca.jsonl")
+    assert all(list(r) == ["instruction", "input", "output"] and r["output"] for r in alpaca)
+    assert 0 < sum(r["input"] == "" for r in alpaca) < len(alpaca)
+    for r in load("formats/messages.jsonl"):
+        assert list(r) == ["messages"]
+        assert_alternating(r["messages"], last="assistant")
+    for r in load("formats/hh.jsonl"):
+        assert r["chosen"].startswith("\n\nHuman: ") and r["chosen"] != r["rejected"]
+        cut = r["chosen"].rindex("\n\nAssistant: ")
+        assert r["rejected"][:cut + 13] == r["chosen"][:cut + 13] and "\n\nHuman:" not in r["rejected"][cut:]
+    paras = (SAMPLE / "formats/corpus.txt").read_text(encoding="utf-8").strip().split("\n\n")
+    assert len(paras) == 6 and all(len(p) > 100 for p in paras)
+
+
+def test_readme_describes_every_file(generated):
+    readme = (SAMPLE / "README.md").read_text(encoding="utf-8")
+    assert "python -m workbench.data.synthetic --out sample_data" in readme
+    for name in generated[1]:
+        assert name.split("/")[-1] in readme, name
+
+
+@pytest.mark.parametrize("answer, reply, ok", [
+    ("12", "7 + 5 = 12. The answer is 12.", True),
+    ("12", "The answer is 112.", False),
+    ("12", "The answer is 12.5.", False),
+    ("12", "12 is what you asked about. The answer is 13.", False),  # only the final sentence counts
+    ("Eld", "Varnholt is in the kingdom of ELD!", True),
+    ("Eld", "Varnholt is in the kingdom of Elden.", False),
+    ("smoked eel", "It is famous for its smoked\neel.", True),
+    ("3, 7, 19", "From smallest to largest: 3, 7, 19.", True),
+    ("3, 7, 19", "From smallest to largest: 7, 3, 19.", False),
+    ("nretnal", "'lantern' spelled backwards is 'nretnal'.", True),
+    ("12", "", False),
+])
+def test_check_answer(answer, reply, ok):
+    assert check_answer({"type": "t", "answer": answer}, reply) is ok

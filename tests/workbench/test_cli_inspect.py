@@ -1,0 +1,137 @@
+"""`workbench inspect`: the --json contract, the rich view, and clean failures."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import SAMPLE
+from workbench.chat import IGNORE, render_chat
+from workbench.cli import app
+
+runner = CliRunner()
+CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+                     {"role": "assistant", "content": "4"}]}
+
+
+def run(*args):
+    result = runner.invoke(app, ["inspect", *map(str, args)])
+    return result
+
+
+def jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_json_contract(tmp_path, tok):
+    path = jsonl(tmp_path / "c.jsonl", [CHAT, CHAT])
+    result = run(path, "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert len(lines) == 2
+    obj = lines[0]
+    expected = render_chat(tok, CHAT["messages"])
+    assert obj["input_ids"] == expected.input_ids
+    assert obj["labels"] == expected.labels
+    assert obj["attention_mask"] == [1] * len(expected)
+    assert obj["tokens"] == [tok.decode([t]) for t in expected.input_ids]
+    assert "".join(obj["tokens"]) == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n"
+    assert [t for t, l in zip(obj["tokens"], obj["labels"]) if l != IGNORE] == ["4", "<|im_end|>"]
+    assert {k: obj[k] for k in ("index", "kind", "num_trainable", "truncated", "dropped", "warnings")} == {
+        "index": 0, "kind": "conversation", "num_trainable": 2, "truncated": 0, "dropped": False, "warnings": []}
+    assert obj["source"].endswith("c.jsonl:1")
+
+
+def test_json_preference_and_index(tmp_path):
+    rows = [{"prompt": "q", "chosen": "yes", "rejected": "no"}, {"prompt": "Q2", "chosen": "good", "rejected": "bad"}]
+    result = run(jsonl(tmp_path / "p.jsonl", rows), "--json", "--index", 1)
+    assert result.exit_code == 0, result.output
+    (obj,) = [json.loads(x) for x in result.stdout.splitlines()]
+    assert obj["index"] == 1 and obj["kind"] == "preference"
+    p = obj["prompt_length"]
+    assert obj["chosen"]["input_ids"][:p] == obj["rejected"]["input_ids"][:p]
+    assert "".join(obj["chosen"]["tokens"][p:]) == "good<|im_end|>\n"
+    assert set(obj["chosen"]["labels"][:p]) == {IGNORE}
+
+
+def test_mode_and_max_len_flags(tmp_path):
+    multi = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                          {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}
+    path = jsonl(tmp_path / "m.jsonl", [multi])
+    last = json.loads(run(path, "--json", "--mode", "last").stdout)
+    every = json.loads(run(path, "--json", "--mode", "every").stdout)
+    assert last["num_trainable"] == 2 and every["labels"] == every["input_ids"]
+    cut = json.loads(run(path, "--json", "--max-len", 5).stdout)
+    assert len(cut["input_ids"]) == 5 and cut["dropped"] and cut["truncated"] == len(every["input_ids"]) - 5
+
+
+def test_rich_view_shows_masks_turns_and_warnings(tmp_path):
+    path = jsonl(tmp_path / "c.jsonl", [CHAT])
+    result = run(path)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "<|im_start|>assistant↵" in out and "4<|im_end|>✓↵" in out
+    assert "system" in out and "legend:" in out
+    rows = [line.strip("│ ").split() for line in out.splitlines() if line.strip("│ ").startswith(("0 ", "1 ", "2 "))]
+    assert [r[:5] for r in rows] == [["0", "system", "8", "0", "8"], ["1", "user", "9", "0", "9"],
+                                     ["2", "assistant", "6", "2", "4"]]
+    result = run(path, "--max-len", 6)
+    assert "nothing trainable after truncation: example dropped" in result.stdout
+
+
+def test_skip_bad_counts(tmp_path):
+    bad = {"messages": [{"role": "user", "content": "q"}]}
+    path = jsonl(tmp_path / "c.jsonl", [CHAT, bad, CHAT])
+    result = run(path, "--json")
+    assert result.exit_code == 1
+    assert "c.jsonl:2: conversation has no assistant turn" in result.stderr
+    result = run(path, "--json", "--skip-bad")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 2
+    assert "2 of 3 records kept; skipped 1 bad (1 no assistant turn)" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "assistant"], "--mode must be one of all, last, every"),
+    (["--max-len", "0"], "--max-len must be at least 1"),
+    (["--index", "99"], "index 99 is out of range"),
+    (["--format", "chatml"], "unknown format 'chatml'"),
+    (["--tokenizer", "missing.tiktoken"], "tokenizer file not found: missing.tiktoken"),
+])
+def test_bad_options_fail_cleanly(tmp_path, args, message):
+    result = run(jsonl(tmp_path / "c.jsonl", [CHAT]), *args)
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_missing_file_fails_cleanly():
+    result = run("no/such/file.jsonl")
+    assert result.exit_code == 1 and "no such file or folder: no/such/file.jsonl" in result.stderr
+
+
+@pytest.mark.parametrize("name, kind", [("chat.jsonl", "conversation"), ("preference.jsonl", "preference"),
+                                        ("preference_multiturn.jsonl", "preference"),
+                                        ("prompts.jsonl", "prompt"), ("text.jsonl", "text")])
+def test_sample_data(name, kind):
+    result = run(SAMPLE / name, "--json", "--limit", 0)
+    assert result.exit_code == 0, result.output
+    objs = [json.loads(x) for x in result.stdout.splitlines()]
+    assert len(objs) > 20 and {o["kind"] for o in objs} == {kind}
+    assert not any(o["dropped"] for o in objs)
+
+
+def test_sample_formats_folder_files():
+    for path in sorted((SAMPLE / "formats").iterdir()):
+        if path.suffix in (".jsonl", ".txt"):
+            result = run(path, "--limit", 2)
+            assert result.exit_code == 0, (path, result.output)
+
+
+def test_console_script_end_to_end():
+    """The installed entry point, as a user runs it (also the README's main command)."""
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "inspect", str(SAMPLE / "chat.jsonl"),
+                           "--limit", "1", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["num_trainable"] > 0
