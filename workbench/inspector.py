@@ -34,6 +34,7 @@ from workbench.tokenizer import Tokenizer, load_tokenizer
 TRAINED = ("bold green on grey15", "bold green on grey23")
 MASKED = ("grey62 on grey7", "grey62 on grey15")
 SPECIAL = "bold magenta reverse"
+SPECIAL_TRAINED = "bold green reverse"
 
 
 @dataclass
@@ -122,7 +123,8 @@ def token_text(tok: Tokenizer, r: Rendered, start: int = 0, end: int | None = No
         tid = r.input_ids[i]
         shades = TRAINED if r.labels[i] != -100 else MASKED
         piece = tok.token_str(tid).replace("\n", "↵\n").replace("\t", "→\t")
-        text.append(piece, style=f"{SPECIAL}" if tid in tok.special_ids else shades[i % 2])
+        special = SPECIAL_TRAINED if r.labels[i] != -100 else SPECIAL
+        text.append(piece, style=special if tid in tok.special_ids else shades[i % 2])
         if tid in tok.special_ids and r.labels[i] != -100:
             text.append("✓", style="bold green")
     return text
@@ -149,6 +151,7 @@ def _legend() -> Text:
     t = Text("legend: ", style="dim")
     t.append("trained", style=TRAINED[0]).append(" ")
     t.append("masked", style=MASKED[0]).append(" ")
-    t.append("<|special|>", style=SPECIAL).append("✓", style="bold green")
-    t.append(" = trained special · ↵ newline · alternating shades mark token boundaries", style="dim")
+    t.append("<|special|>", style=SPECIAL).append(" ")
+    t.append("<|trained special|>", style=SPECIAL_TRAINED).append("✓", style="bold green")
+    t.append(" · ↵ newline · alternating shades mark token boundaries", style="dim")
     return t

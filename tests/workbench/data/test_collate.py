@@ -102,3 +102,16 @@ def test_preference_responses_keep_half_the_budget(tok):
     assert tok.decode(batch["chosen_input_ids"][0].tolist()) == "<|im_start|>assistant\na<|im_end|>\n"
     assert batch["rejected_labels"][0].tolist() == [IGNORE] * 3 + tok.encode("b") + [tok.im_end_id, IGNORE]
     assert (collator.dropped, collator.truncated) == (0, 1)
+
+
+def test_map_conversations_equals_render(tok, tmp_path):
+    from datasets import Dataset
+
+    from workbench.data.collate import map_conversations
+
+    rows = [{"messages": [U(f"q{i}"), A("a " * i + "done")]} for i in range(5)]
+    mapped = map_conversations(Dataset.from_list(rows), "messages", tok, mode="last", batch_size=2)
+    assert mapped.column_names == ["input_ids", "labels"]
+    for row, rec in zip(mapped, rows):
+        r = render_chat(tok, rec["messages"], mode="last")
+        assert (row["input_ids"], row["labels"]) == (r.input_ids, r.labels)
