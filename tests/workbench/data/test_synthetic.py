@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.data import synthetic
+from workbench.data import synthetic, synthetic_text
 from workbench.data.synthetic import check_answer
 
 SAMPLE = Path(__file__).resolve().parents[3] / "sample_data"
@@ -223,8 +223,9 @@ def test_pretraining_text_states_the_facts_and_correct_sums():
     assert len(sums) > 100
     for x, op, y, z in sums:
         assert {"+": int(x) + int(y), "-": int(x) - int(y), "*": int(x) * int(y)}[op] == int(z)
-    assert "Seven plus five is twelve." == f"{synthetic.words(7).capitalize()} plus five is {synthetic.words(12)}."
-    assert synthetic.words(1342) == "one thousand three hundred and forty-two"
+    assert "Seven plus five is twelve." == (
+        f"{synthetic_text.words(7).capitalize()} plus five is {synthetic_text.words(12)}.")
+    assert synthetic_text.words(1342) == "one thousand three hundred and forty-two"
 
 
 def test_other_formats():
