@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional
 
@@ -36,7 +37,7 @@ def inspect(
     mode: str = typer.Option("all", "--mode", "-m", help="Which tokens are trained: all (assistant turns), last (last assistant turn), every (all tokens)."),
     max_len: Optional[int] = typer.Option(None, "--max-len", help="Truncate to this many tokens, as training would."),
     index: Optional[int] = typer.Option(None, "--index", "-i", help="Show only the record at this 0-based index."),
-    limit: int = typer.Option(5, "--limit", "-n", help="Show the first K records (0 = all)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Show the first K records (default 5; 0 = all)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) bad records instead of stopping at the first."),
     split: Optional[str] = typer.Option(None, "--split", help="Split of a hub dataset (default: train, or the dataset's SFT split)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per example: input_ids, labels, attention_mask, tokens, ..."),
@@ -50,13 +51,24 @@ def inspect(
         _fail(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if max_len is not None and max_len < 1:
         _fail(f"--max-len must be at least 1, got {max_len}")
-    if limit < 0:
+    if limit is not None and limit < 0:
         _fail(f"--limit must be 0 (all) or more, got {limit}")
     if index is not None and index < 0:
         _fail(f"--index must be 0 or more, got {index}")
+    if index is not None and limit is not None:
+        _fail("--index shows one record and --limit the first K: give one of them")
+    limit = 5 if limit is None else limit
     opts = InspectOptions(data, format, tokenizer, mode, max_len, index, limit or None, skip_bad,
                           split, as_json)
-    _run(lambda: run_inspect(opts, Console(), Console(stderr=True)))
+    _run(lambda: run_inspect(opts, _Console(), _Console(stderr=True)))
+
+
+class _Console(Console):
+    """`workbench inspect ... | head` is a normal way to stop reading: exit 0, quietly."""
+
+    def on_broken_pipe(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0)
 
 
 def _run(fn):
@@ -72,7 +84,9 @@ def _run(fn):
 def _fail(message: str):
     from rich.text import Text
 
-    Console(stderr=True, highlight=False).print(Text.assemble(("error: ", "bold red"), message),
+    from workbench.inspector import printable
+
+    Console(stderr=True, highlight=False).print(Text.assemble(("error: ", "bold red"), printable(message)),
                                                 soft_wrap=True)
     raise typer.Exit(1)
 

@@ -29,6 +29,7 @@ from rich.text import Text
 from workbench.chat import Rendered, prompt_length
 from workbench.data.collate import Example, encode_records
 from workbench.data.loading import Source, open_source, read_record, read_records
+from workbench.errors import WorkbenchError
 from workbench.tokenizer import Tokenizer, load_tokenizer
 
 TRAINED = ("bold green on grey15", "bold green on grey23")
@@ -52,16 +53,19 @@ class InspectOptions:
 
 
 def inspect(opts: InspectOptions, out: Console, err: Console) -> int:
-    """Print examples of a source; return the number shown."""
+    """Print examples of a source; return the number shown. Every record bad: WorkbenchError."""
     tok = load_tokenizer(opts.tokenizer)
     src = open_source(opts.data, opts.format, opts.split, skip_bad=opts.skip_bad)
+    if src.kind == "preference" and opts.mode != "all":
+        raise WorkbenchError(f"--mode {opts.mode} does not apply to preference pairs: their response "
+                             "is trained and their prompt is not, whatever the mode")
     if opts.index is not None:
         pairs = [(opts.index, read_record(src, opts.index))]
     else:
         pairs = list(read_records(src, skip_bad=opts.skip_bad, limit=opts.limit))
     if not pairs:
-        err.print(f"[yellow]no usable records in {opts.data}[/] ({src.summary.describe()})")
-        return 0
+        firsts = "".join(f"\n  first {r}: {w}" for r, w in src.summary.first_skipped.items())
+        raise WorkbenchError(f"no usable records in {opts.data} ({src.summary.describe()}){firsts}")
     indices, records = zip(*pairs)
     examples = encode_records(tok, src.kind, list(records), list(indices), opts.mode, opts.max_len)
     for ex in examples:
@@ -73,10 +77,10 @@ def inspect(opts: InspectOptions, out: Console, err: Console) -> int:
         out.print(_legend())
     dropped = sum(ex.dropped for ex in examples)
     note = f"{len(examples)} shown" + (f", {dropped} dropped" if dropped else "")
-    if src.summary.skipped or dropped:
-        err.print(f"[yellow]{note}; {src.summary.describe()}[/]")
+    if src.summary.skipped or src.summary.unreadable or dropped:
+        err.print(Text(f"{note}; {src.summary.describe()}", style="yellow"), soft_wrap=True)
         for reason, where in src.summary.first_skipped.items():
-            err.print(f"  first {reason}: {where}")
+            err.print(Text(f"  first {reason}: {printable(where)}"), soft_wrap=True)
     return len(examples)
 
 
@@ -111,8 +115,8 @@ def example_panel(tok: Tokenizer, src: Source, ex: Example) -> Panel:
         counts = f"{len(r)} tokens · {r.num_trainable} trained · {len(r) - r.num_trainable} masked"
     for w in ex.warnings:
         parts.append(Text(f"⚠ {w}", style="bold yellow"))
-    title = f"#{ex.index} · {src.locate(ex.index)} · {ex.kind} · {counts}"
-    return Panel(Group(*parts), title=title, title_align="left",
+    return Panel(Group(*parts), title=Text(f"#{ex.index} · {printable(src.locate(ex.index))}"),
+                 title_align="left", subtitle=Text(f"{ex.kind} · {counts}"), subtitle_align="right",
                  border_style="red" if ex.dropped else "blue")
 
 
@@ -122,12 +126,22 @@ def token_text(tok: Tokenizer, r: Rendered, start: int = 0, end: int | None = No
     for i in range(start, len(r) if end is None else end):
         tid = r.input_ids[i]
         shades = TRAINED if r.labels[i] != -100 else MASKED
-        piece = tok.token_str(tid).replace("\n", "↵\n").replace("\t", "→\t")
+        piece = printable(tok.token_str(tid).replace("\n", "↵\n").replace("\t", "→\t"))
         special = SPECIAL_TRAINED if r.labels[i] != -100 else SPECIAL
         text.append(piece, style=special if tid in tok.special_ids else shades[i % 2])
         if tid in tok.special_ids and r.labels[i] != -100:
             text.append("✓", style="bold green")
     return text
+
+
+# C0/C1 control characters (ESC starts terminal escape sequences) shown as visible symbols.
+_CONTROL = {c: chr(0x2400 + c) for c in range(0x20) if chr(c) not in "\n\t"}
+_CONTROL.update({0x7F: "␡"} | {c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
+
+
+def printable(text: str) -> str:
+    """Text safe to print on a terminal: control characters become visible symbols (␛ for ESC)."""
+    return text.translate(_CONTROL)
 
 
 def turn_table(r: Rendered) -> Table:
@@ -143,7 +157,7 @@ def turn_table(r: Rendered) -> Table:
         table.add_column(col, justify="right" if col in ("tokens", "trained", "masked") else "left")
     for key, (trained, masked) in rows.items():
         label = "-" if key in (-1, "gen") else str(key)
-        table.add_row(label, roles[key], str(trained + masked), str(trained), str(masked))
+        table.add_row(label, Text(roles[key]), str(trained + masked), str(trained), str(masked))
     return table
 
 

@@ -104,6 +104,8 @@ def load_tokenizer(spec: str | os.PathLike | None = None) -> Tokenizer:
         return _cl100k_im()
     path = Path(spec).expanduser()
     if path.suffix == ".tiktoken" or path.exists() or os.sep in spec:
+        if path.is_dir():
+            raise WorkbenchError(f"tokenizer {spec} is a folder; give the .tiktoken file inside it")
         if not path.is_file():
             raise WorkbenchError(f"tokenizer file not found: {spec}")
         resolved = path.resolve()
@@ -160,11 +162,16 @@ def _from_ranks_file(path: str, _mtime_ns: int) -> Tokenizer:
         if not line.strip():
             continue
         try:
-            token_b64, rank = line.split()
-            ranks[base64.b64decode(token_b64, validate=True)] = int(rank)
+            token_b64, rank_text = line.split()
+            token, rank = base64.b64decode(token_b64, validate=True), int(rank_text)
         except ValueError as e:
             raise WorkbenchError(f"{path}:{lineno}: not a tiktoken ranks line "
                                  "('<base64 token> <rank>')") from e
+        if not 0 <= rank < 2**31:
+            raise WorkbenchError(f"{path}:{lineno}: rank {rank} is out of range (0 to 2^31 - 1)")
+        if token in ranks:
+            raise WorkbenchError(f"{path}:{lineno}: token {token!r} already has rank {ranks[token]}")
+        ranks[token] = rank
     if not ranks:
         raise WorkbenchError(f"{path}: empty tokenizer file")
     if len(set(ranks.values())) != len(ranks):

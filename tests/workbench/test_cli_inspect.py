@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -90,7 +91,10 @@ def test_skip_bad_counts(tmp_path):
     assert "c.jsonl:2: conversation has no assistant turn" in result.stderr
     result = run(path, "--json", "--skip-bad")
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 2
-    assert "2 of 3 records kept; skipped 1 bad (1 no assistant turn)" in result.stderr
+    assert "2 shown; 2 of 3 records read kept; skipped 1 bad (1 no assistant turn)" in result.stderr
+    assert "c.jsonl:2: conversation has no assistant turn" in result.stderr  # not wrapped mid-path
+    result = run(jsonl(tmp_path / "allbad.jsonl", [bad, bad]), "--skip-bad")
+    assert result.exit_code == 1 and "no usable records" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -99,6 +103,8 @@ def test_skip_bad_counts(tmp_path):
     (["--index", "99"], "index 99 is out of range"),
     (["--format", "chatml"], "unknown format 'chatml'"),
     (["--tokenizer", "missing.tiktoken"], "tokenizer file not found: missing.tiktoken"),
+    (["--index", "0", "--limit", "3"], "give one of them"),
+    (["--split", "test"], "--split only applies to hub datasets"),
 ])
 def test_bad_options_fail_cleanly(tmp_path, args, message):
     result = run(jsonl(tmp_path / "c.jsonl", [CHAT]), *args)
@@ -135,3 +141,32 @@ def test_console_script_end_to_end():
                            "--limit", "1", "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["num_trainable"] > 0
+
+
+def test_mode_does_not_apply_to_preference_pairs(tmp_path):
+    result = run(jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}]), "--mode", "every")
+    assert result.exit_code == 1 and "--mode every does not apply to preference pairs" in result.stderr
+
+
+def test_data_cannot_inject_markup_or_terminal_escapes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = Path("run[/]") / "[bold]x"
+    folder.mkdir(parents=True)
+    chat = {"messages": [{"role": "user", "content": "[/INST] \x1b[31mred\x1b]0;pwned"},
+                         {"role": "assistant", "content": "[bold]ok[/]"}]}
+    result = run(jsonl(folder / "d.jsonl", [chat]))
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "␛[31mred␛]0;pwned" in result.stdout
+    assert "[bold]ok[/]" in result.stdout and "#0 · run[/]/[bold]x/d.jsonl:1" in result.stdout
+    bad_role = {"conversations": [{"from": "human", "value": "q"}, {"from": "[/INST]", "value": "a"}]}
+    result = run(jsonl(tmp_path / "s.jsonl", [bad_role, bad_role]), "--skip-bad")
+    assert result.exit_code == 1 and "conversations[1].from is '[/INST]'" in result.stderr
+
+
+def test_piping_into_head_exits_cleanly():
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "inspect", str(SAMPLE / "text.jsonl"),
+                             "--limit", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert b"Traceback" not in proc.stderr.read()

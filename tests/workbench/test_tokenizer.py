@@ -1,5 +1,6 @@
 import base64
 import hashlib
+from pathlib import Path
 
 import pytest
 import tiktoken
@@ -73,6 +74,9 @@ def test_ranks_file_gets_specials_after_its_vocabulary(tmp_path):
     (b"YQ== 0\nYg== x\n", ":2: not a tiktoken ranks line"),
     (b"YQ== 0\nYg== 1\n", "needs all 256 single bytes"),
     (b"YQ== 0\nYg== 0\n", "share a rank"),
+    (b"YQ== -5\n", ":1: rank -5 is out of range"),
+    (b"YQ== 0\nYg== 100000000000000000000\n", ":2: rank 100000000000000000000 is out of range"),
+    (b"YQ== 0\nYQ== 1\n", ":2: token b'a' already has rank 0"),
 ])
 def test_bad_ranks_file(tmp_path, content, message):
     path = tmp_path / "bad.tiktoken"
@@ -84,6 +88,8 @@ def test_bad_ranks_file(tmp_path, content, message):
 def test_missing_file_and_unknown_name():
     with pytest.raises(WorkbenchError, match="tokenizer file not found"):
         load_tokenizer("nope/vocab.tiktoken")
+    with pytest.raises(WorkbenchError, match="is a folder"):
+        load_tokenizer(Path(__file__).parent)
     with pytest.raises(WorkbenchError, match="unknown tokenizer 'gpt5_base'"):
         load_tokenizer("gpt5_base")
 

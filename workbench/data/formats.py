@@ -22,6 +22,7 @@ FORMATS = {
     "ultrachat": "conversation",  # HuggingFaceH4/ultrachat_200k: prompt, prompt_id, messages
     "messages": "conversation",  # TRL conversational: messages
     "sharegpt": "conversation",  # conversations: [{from, value}], roles human/gpt/system
+    "completion": "conversation",  # TRL prompt-completion: prompt, completion (strings or messages)
     "alpaca": "conversation",  # instruction, input, output (+ optional system, history)
     "preference": "preference",  # prompt?, chosen, rejected: strings, message lists or HH transcripts
     "prompt": "prompt",  # prompt (a string or messages) for generation, RL and evaluation
@@ -31,6 +32,7 @@ FORMAT_FIELDS = {
     "ultrachat": ("prompt", "prompt_id", "messages"),
     "messages": ("messages",),
     "sharegpt": ("conversations", "system"),
+    "completion": ("prompt", "completion"),
     "alpaca": ("instruction", "input", "output", "system", "history"),
     "preference": ("prompt", "chosen", "rejected"),
     "prompt": ("prompt",),
@@ -40,7 +42,8 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
                   "chatgpt": "assistant", "bard": "assistant", "bing": "assistant",
                   "model": "assistant", "function_call": "assistant", "system": "system",
                   "observation": "tool", "function": "tool", "tool": "tool"}
-_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+_HH_TURN = re.compile(r"(?:^|\n)[ \t]*(Human|Assistant):[ \t]?")
+_HH_START = re.compile(r"^\s*(Human|Assistant):")
 
 
 class BadRecord(ValueError):
@@ -54,12 +57,14 @@ class BadRecord(ValueError):
 def detect_format(columns: list[str]) -> str:
     """Pick the format from a dataset's column names."""
     cols = set(columns)
+    if {"chosen", "rejected"} <= cols:  # first: UltraFeedback rows also carry `messages`
+        return "preference"
     if "messages" in cols:
         return "ultrachat" if {"prompt", "prompt_id"} <= cols else "messages"
     if "conversations" in cols:
         return "sharegpt"
-    if {"chosen", "rejected"} <= cols:
-        return "preference"
+    if {"prompt", "completion"} <= cols:
+        return "completion"
     if {"instruction", "output"} <= cols:
         return "alpaca"
     if "text" in cols:
@@ -68,8 +73,8 @@ def detect_format(columns: list[str]) -> str:
         return "prompt"
     raise ValueError(
         f"cannot tell the format from the fields ({', '.join(sorted(cols)) or 'none'}). Expected "
-        "messages (ultrachat/TRL), conversations (ShareGPT), instruction+output (Alpaca), "
-        "chosen+rejected (preference), text, or prompt; or pass --format")
+        "messages (ultrachat/TRL), conversations (ShareGPT), prompt+completion (TRL), "
+        "instruction+output (Alpaca), chosen+rejected (preference), text, or prompt; or pass --format")
 
 
 def normalise(record: dict, fmt: str) -> dict:
@@ -106,7 +111,10 @@ def _from_sharegpt(record: dict) -> dict:
         if not isinstance(who, str) or who.lower() not in SHAREGPT_ROLES:
             raise BadRecord("unknown role", f"conversations[{i}].from is {who!r}; expected one of "
                             f"{', '.join(sorted(SHAREGPT_ROLES))}")
-        messages.append({"role": SHAREGPT_ROLES[who.lower()], "content": t.get("value", t.get("content"))})
+        value = t.get("value", t.get("content"))
+        if value is None:
+            raise BadRecord("missing field", f"conversations[{i}] has no 'value'")
+        messages.append({"role": SHAREGPT_ROLES[who.lower()], "content": value})
     return _conversation(_system(record) + _messages(messages, "conversations"))
 
 
@@ -120,10 +128,13 @@ def _from_alpaca(record: dict) -> dict:
     for i, pair in enumerate(record.get("history") or []):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
             raise BadRecord("wrong type", f"history[{i}] must be a [question, answer] pair")
-        history += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
-    messages = history + [{"role": "user", "content": user},
-                          {"role": "assistant", "content": _text(record, "output")}]
-    return _conversation(_system(record) + _messages(messages, "history"))
+        for j, (role, text) in enumerate(zip(("user", "assistant"), pair)):
+            if not isinstance(text, str) or not text.strip():
+                raise BadRecord("empty content" if isinstance(text, str) else "wrong type",
+                                f"history[{i}][{j}] must be a non-empty string")
+            history.append({"role": role, "content": text})
+    return _conversation(_system(record) + history + [
+        {"role": "user", "content": user}, {"role": "assistant", "content": _text(record, "output")}])
 
 
 def _from_preference(record: dict) -> dict:
@@ -131,22 +142,30 @@ def _from_preference(record: dict) -> dict:
     chosen, rejected = _field(record, "chosen"), _field(record, "rejected")
     if prompt is None or prompt == "" or prompt == []:
         # implicit prompt: chosen and rejected are whole dialogues sharing a prefix (TRL, raw HH)
-        c, r = _dialogue(chosen, "chosen"), _dialogue(rejected, "rejected")
+        c, r = _whole_dialogue(chosen, "chosen"), _whole_dialogue(rejected, "rejected")
         n = 0
         while n < min(len(c), len(r)) - 1 and c[n] == r[n]:
             n += 1
         prompt_msgs, c, r = c[:n], c[n:], r[n:]
         if not prompt_msgs:
-            raise BadRecord("missing field", "no 'prompt', and chosen and rejected share no prompt")
+            raise BadRecord("prompts differ", "no 'prompt', and chosen and rejected share no opening turns")
     else:
         prompt_msgs = _dialogue(prompt, "prompt")
         c, r = _response(chosen, prompt_msgs, "chosen"), _response(rejected, prompt_msgs, "rejected")
     for name, resp in (("chosen", c), ("rejected", r)):
-        if not resp or resp[-1]["role"] != "assistant":
+        if any(m["role"] not in ("assistant", "tool") for m in resp):
+            raise BadRecord("prompts differ", f"'{name}' has a {resp[0]['role']} turn after the prompt: "
+                            "chosen and rejected must be replies to the same prompt")
+        if resp[-1]["role"] != "assistant":
             raise BadRecord("no assistant turn", f"'{name}' does not end with an assistant reply")
     if c == r:
         raise BadRecord("identical pair", "chosen and rejected are identical: nothing to prefer")
     return {"prompt": prompt_msgs, "chosen": c, "rejected": r}
+
+
+def _from_completion(record: dict) -> dict:
+    prompt = _dialogue(_field(record, "prompt"), "prompt")
+    return _conversation(prompt + _response(_field(record, "completion"), prompt, "completion"))
 
 
 def _from_prompt(record: dict) -> dict:
@@ -158,13 +177,13 @@ def _from_text(record: dict) -> dict:
 
 
 _NORMALISERS = {"ultrachat": _from_messages, "messages": _from_messages, "sharegpt": _from_sharegpt,
-                "alpaca": _from_alpaca, "preference": _from_preference, "prompt": _from_prompt,
+                "completion": _from_completion, "alpaca": _from_alpaca, "preference": _from_preference, "prompt": _from_prompt,
                 "text": _from_text}
 
 
 def parse_hh(transcript: str) -> list[dict]:
     """Anthropic HH "\\n\\nHuman: ...\\n\\nAssistant: ..." transcript -> messages."""
-    parts = _HH_TURN.split(transcript)
+    parts = _HH_TURN.split(transcript.replace("\r\n", "\n"))
     if parts[0].strip():
         raise BadRecord("wrong type", "transcript text before the first 'Human:' turn")
     role = {"Human": "user", "Assistant": "assistant"}
@@ -174,7 +193,7 @@ def parse_hh(transcript: str) -> list[dict]:
 def _dialogue(value, name: str) -> list[dict]:
     """A prompt or whole dialogue: a string (one user turn, or an HH transcript) or messages."""
     if isinstance(value, str):
-        if _HH_TURN.match(value):
+        if _HH_START.match(value):
             msgs = parse_hh(value)
             if msgs and msgs[-1]["role"] == "assistant" and not msgs[-1]["content"]:
                 msgs = msgs[:-1]  # an HH prompt ends with an empty "Assistant:" cue
@@ -183,12 +202,29 @@ def _dialogue(value, name: str) -> list[dict]:
     return _messages(value, name)
 
 
+def _whole_dialogue(value, name: str) -> list[dict]:
+    """chosen/rejected without a prompt: each must be a whole dialogue (messages or HH transcript)."""
+    if isinstance(value, str) and not _HH_START.match(value):
+        raise BadRecord("missing field", f"missing field 'prompt' ('{name}' is plain text, not a whole "
+                        "dialogue: give a prompt, message lists, or HH 'Human:/Assistant:' transcripts)")
+    return _messages(parse_hh(value), name) if isinstance(value, str) else _messages(value, name)
+
+
 def _response(value, prompt: list[dict], name: str) -> list[dict]:
-    """A response: a string, or messages (which may repeat the prompt first, as in TRL)."""
+    """A reply: a string, or messages that may repeat the prompt first (TRL), or a string holding
+    the whole HH transcript. A string that merely starts with "Human:" is a reply (HH has some)."""
+    def repeats_prompt(msgs):
+        return len(msgs) > len(prompt) and [(m["role"], m["content"].strip()) for m in msgs[:len(prompt)]] == \
+            [(m["role"], m["content"].strip()) for m in prompt]
+
     if isinstance(value, str):
+        if _HH_START.match(value):
+            msgs = parse_hh(value)
+            if repeats_prompt(msgs):
+                return _messages(msgs[len(prompt):], name)
         return _messages([{"role": "assistant", "content": value}], name)
     msgs = _messages(value, name)
-    return msgs[len(prompt):] if msgs[:len(prompt)] == prompt and len(msgs) > len(prompt) else msgs
+    return msgs[len(prompt):] if repeats_prompt(msgs) else msgs
 
 
 def _messages(value, name: str) -> list[dict]:

@@ -6,9 +6,15 @@
     src.summary                                          # records read, kept, skipped by reason
 
 Local files: .jsonl .json .parquet .csv .arrow .txt (one document per .txt file), or a folder of
-them. Hub names (`HuggingFaceH4/ultrachat_200k`) load when online; offline they fail with a message
-saying how to use a local file instead. Every error names the file and, where there is one, the
-line: a malformed JSON line, invalid UTF-8, a mistyped field, an empty file.
+them (hidden files and folders are ignored). Hub names (`HuggingFaceH4/ultrachat_200k`) load when
+online; offline they fail with a message saying how to use a local file instead. Every error names
+the file and, where there is one, the line: a malformed JSON line, invalid UTF-8, a mistyped field,
+an empty file.
+
+JSON is read by `datasets` (pyarrow) when it can. When it cannot (a malformed line, a byte-order
+mark, a lone surrogate escape) the file is parsed line by line in Python to name the bad line; with
+`skip_bad` the good lines are written to a temporary file and handed back to `datasets`, so they get
+the same columns the fast path would give.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import codecs
 import json
 import os
 import re
+import tempfile
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,23 +47,38 @@ class Summary:
     read: int = 0
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
+    unreadable: Counter = field(default_factory=Counter)  # lines dropped while loading the files
     first_skipped: dict = field(default_factory=dict)  # reason -> "file:line: detail"
 
     def describe(self) -> str:
-        text = f"{self.kept} of {self.read} records kept"
+        text = f"{self.kept} of {self.read} records read kept"
         if self.skipped:
             reasons = ", ".join(f"{n} {r}" for r, n in self.skipped.most_common())
             text += f"; skipped {sum(self.skipped.values())} bad ({reasons})"
+        if self.unreadable:
+            reasons = ", ".join(f"{n} {r}" for r, n in self.unreadable.most_common())
+            text += f"; {sum(self.unreadable.values())} unreadable lines skipped on load ({reasons})"
         return text
+
+    def note(self, reason: str, where: str, counter: Counter | None = None) -> None:
+        (self.skipped if counter is None else counter)[reason] += 1
+        self.first_skipped.setdefault(reason, where)
 
 
 @dataclass
 class Part:
-    """One file of a source, loaded as a `datasets.Dataset`."""
+    """One file of a source, loaded as a `datasets.Dataset`, and where each record came from."""
 
     path: str
     dataset: object  # datasets.Dataset
-    lines: list[int] | None = None  # line of each record, when known exactly
+    unit: str = "record"  # "line": `locs` are line numbers; "record": positions in the file
+    locs: list[int] | array | tuple | None = None  # None: not computed yet; (): positions
+
+    def where(self, i: int) -> str:
+        if self.locs is None:
+            self.unit, self.locs = _locations(self)
+        loc = self.locs[i] if self.locs else i
+        return f"{self.path}:{loc}" if self.unit == "line" else f"{self.path} record {loc}"
 
 
 @dataclass
@@ -63,7 +86,6 @@ class Source:
     name: str
     format: str
     parts: list[Part]
-    bad_lines: list[str] = field(default_factory=list)  # unreadable JSON lines skipped on load
     summary: Summary = field(default_factory=Summary)
 
     @property
@@ -77,7 +99,7 @@ class Source:
         """`file:line` (JSON lines), or `file record N`, for the record at a global index."""
         for p in self.parts:
             if index < len(p.dataset):
-                return _where(p, index)
+                return p.where(index)
             index -= len(p.dataset)
         raise IndexError(index)
 
@@ -104,22 +126,27 @@ def open_source(spec: str, fmt: str | None = None, split: str | None = None,
     import datasets  # imported here: it takes a second, and `workbench --help` should not
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # we report load errors ourselves
     if fmt is not None and fmt not in FORMATS:
         raise WorkbenchError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     path = Path(spec).expanduser()
-    bad: list[str] = []
+    summary = Summary()
+    is_hub = not path.exists() and path.suffix.lower() not in BUILDERS and \
+        not spec.startswith((".", "/", "~")) and bool(_HUB_NAME.match(spec))
+    if split is not None and not is_hub:
+        raise WorkbenchError("--split only applies to hub datasets; a local file is one split")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in BUILDERS and p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
             raise WorkbenchError(f"{spec}: folder has no data files ({', '.join(BUILDERS)})")
-        parts = [_load_file(p, skip_bad, bad) for p in files]
+        parts = [_load_file(p, skip_bad, summary) for p in files]
     elif path.is_file():
-        parts = [_load_file(path, skip_bad, bad)]
-    elif path.suffix.lower() in BUILDERS or spec.startswith((".", "/", "~")) or not _HUB_NAME.match(spec):
-        raise WorkbenchError(f"no such file or folder: {spec}")
-    else:
+        parts = [_load_file(path, skip_bad, summary)]
+    elif is_hub:
         parts = [_load_hub(spec, split)]
+    else:
+        raise WorkbenchError(f"no such file or folder: {spec}")
     detected = []
     for p in parts:
         try:
@@ -132,12 +159,7 @@ def open_source(spec: str, fmt: str | None = None, split: str | None = None,
             pairs = ", ".join(f"{p.path}: {f}" for p, f in zip(parts, detected))
             raise WorkbenchError(f"{spec}: files have different formats ({pairs}); use one format per source")
         fmt = detected[0]
-    src = Source(spec, fmt, parts, bad)
-    src.summary.read = len(bad)
-    src.summary.skipped.update({"malformed JSON": len(bad)} if bad else {})
-    if bad:
-        src.summary.first_skipped["malformed JSON"] = bad[0]
-    return src
+    return Source(spec, fmt, parts, summary)
 
 
 def read_records(src: Source, skip_bad: bool = False, start: int = 0, limit: int | None = None):
@@ -153,8 +175,7 @@ def read_records(src: Source, skip_bad: bool = False, start: int = 0, limit: int
             where = f"{src.locate(index)}: {e}"
             if not skip_bad:
                 raise WorkbenchError(f"{where} (format {src.format}; --skip-bad skips such records)") from None
-            src.summary.skipped[e.reason] += 1
-            src.summary.first_skipped.setdefault(e.reason, where)
+            src.summary.note(e.reason, where)
             continue
         src.summary.kept += 1
         kept += 1
@@ -168,35 +189,33 @@ def read_record(src: Source, index: int) -> dict:
     return next(read_records(src, skip_bad=False, start=index, limit=1))[1]
 
 
-def _load_file(path: Path, skip_bad: bool, bad: list[str]) -> Part:
-    from datasets import Dataset, load_dataset
+def _load_file(path: Path, skip_bad: bool, summary: Summary) -> Part:
+    from datasets import load_dataset
 
     builder = BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise WorkbenchError(f"{path}: unsupported file type; use one of {', '.join(BUILDERS)}")
     try:
         size = path.stat().st_size
-        if size == 0 or (size < 1 << 20 and builder in ("json", "text", "csv") and not path.read_bytes().strip()):
+        if size == 0 or (size < 1 << 20 and builder in ("json", "text", "csv")
+                         and not path.read_bytes().lstrip(codecs.BOM_UTF8).strip()):
             raise WorkbenchError(f"{path}: file is empty")
     except OSError as e:
         raise WorkbenchError(f"{path}: cannot read: {e.strerror}") from None
+    if builder in ("json", "text", "csv"):
+        problem = _utf8_problem(path)  # pyarrow would only fail later, when the row is read
+        if problem:
+            raise WorkbenchError(f"{path}: {problem}")
     try:
-        if builder in ("json", "text", "csv"):
-            problem = _utf8_problem(path)  # pyarrow would only fail later, on reading the row
-            if problem:
-                raise WorkbenchError(f"{path}: {problem}")
         ds = load_dataset(builder, data_files=str(path), split="train", **_builder_options(builder, path))
-        part = Part(str(path), ds)
+        part = Part(str(path), ds, "record" if builder != "json" else "line")
     except WorkbenchError:
         raise
-    except Exception as e:  # datasets/pyarrow errors say little: find the line ourselves
+    except Exception as e:
         if builder != "json":
-            raise WorkbenchError(f"{path}: cannot be read as {builder}: {str(e)[:300]}") from None
-        records, lines = _parse_json_lines(path, skip_bad, bad)
-        try:
-            part = Part(str(path), Dataset.from_list(records), lines)
-        except Exception:
-            raise WorkbenchError(f"{path}: {_shape_problem(records, lines)}") from None
+            cause = e.__cause__ or e.__context__ or e
+            raise WorkbenchError(f"{path}: cannot be read as {builder}: {str(cause)[:300]}") from None
+        part = _load_json_slowly(path, skip_bad, summary)  # pyarrow says little: find the line
     if len(part.dataset) == 0:
         raise WorkbenchError(f"{path}: no records")
     return part
@@ -204,15 +223,21 @@ def _load_file(path: Path, skip_bad: bool, bad: list[str]) -> Part:
 
 def _builder_options(builder: str, path: Path) -> dict:
     if builder == "text":
-        return {"sample_by": "document"}  # a .txt file is one document
+        return {"sample_by": "document", "encoding": "utf-8-sig"}  # a .txt file is one document
     if builder == "csv":  # every column a string: "2" stays "2", an empty cell stays ""
         import csv
 
         from datasets import Features, Value
 
-        with open(path, encoding="utf-8", newline="") as f:
-            header = next(csv.reader(f), [])
-        return {"features": Features({c: Value("string") for c in header}), "keep_default_na": False}
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            for row in reader:  # pandas would silently shift a row with extra fields
+                if row and len(row) != len(header):
+                    raise WorkbenchError(f"{path}:{reader.line_num}: {len(row)} fields, but the header "
+                                         f"has {len(header)} ({', '.join(header)})")
+        return {"features": Features({c: Value("string") for c in header}), "keep_default_na": False,
+                "encoding": "utf-8-sig"}
     return {}
 
 
@@ -233,71 +258,76 @@ def _load_hub(name: str, split: str | None) -> Part:
                              f"Hugging Face Hub ({type(e).__name__}: {str(e)[:200]}); {how}") from None
 
 
-def _parse_json_lines(path: Path, skip_bad: bool, bad: list[str]) -> tuple[list[dict], list[int]]:
-    """Parse JSON lines (or one JSON array) in Python, to say exactly which line is wrong."""
-    text = path.read_text(encoding="utf-8")
+def _load_json_slowly(path: Path, skip_bad: bool, summary: Summary) -> Part:
+    """Parse JSON lines (or one JSON array) in Python to say exactly which line is wrong."""
+    from datasets import load_dataset
+
+    text = path.read_text(encoding="utf-8-sig")
     if text.lstrip().startswith("["):
         try:
-            records = json.loads(text)
+            items = json.loads(text)
         except json.JSONDecodeError as e:
             raise WorkbenchError(f"{path}:{e.lineno}: malformed JSON: {e.msg} (column {e.colno})") from None
-        return _objects(path, records, None, skip_bad, bad)
-    records, lines = [], []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+        unit, numbered = "record", list(enumerate(items))
+    else:
+        unit, numbered = "line", []
+        for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is legal in JSON
+            if line.strip():
+                try:
+                    numbered.append((lineno, json.loads(line, strict=False)))  # as lenient as pyarrow
+                except json.JSONDecodeError as e:
+                    _bad(path, unit, lineno, f"malformed JSON: {e.msg} (column {e.colno})",
+                         "malformed JSON", skip_bad, summary)
+    good, locs = [], []
+    for loc, item in numbered:
+        if not isinstance(item, dict):
+            _bad(path, unit, loc, f"expected a JSON object, got {type(item).__name__}",
+                 "not a JSON object", skip_bad, summary)
             continue
         try:
-            records.append(json.loads(line))
-            lines.append(lineno)
-        except json.JSONDecodeError as e:
-            where = f"{path}:{lineno}: malformed JSON: {e.msg} (column {e.colno})"
-            if not skip_bad:
-                raise WorkbenchError(f"{where} (--skip-bad skips such lines)") from None
-            bad.append(where)
-    return _objects(path, records, lines, skip_bad, bad)
-
-
-def _objects(path, records, lines, skip_bad, bad):
-    if not isinstance(records, list):
-        raise WorkbenchError(f"{path}: expected JSON lines or an array of objects")
-    keep, keep_lines = [], []
-    for i, r in enumerate(records):
-        if isinstance(r, dict):
-            keep.append(r)
-            keep_lines.append(lines[i] if lines else i)
+            good.append(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+        except UnicodeEncodeError:
+            _bad(path, unit, loc, "a string holds a lone surrogate escape (such as \\ud800), not valid Unicode",
+                 "invalid Unicode", skip_bad, summary)
             continue
-        where = f"{path}:{lines[i]}" if lines else f"{path} record {i}"
-        if not skip_bad:
-            raise WorkbenchError(f"{where}: expected a JSON object, got {type(r).__name__} (--skip-bad skips such lines)")
-        bad.append(f"{where}: not a JSON object")
-    return keep, (keep_lines if lines else None)
+        locs.append(loc)
+    if not good:
+        raise WorkbenchError(f"{path}: no records" + (f" ({summary.describe()})" if numbered else ""))
+    with tempfile.TemporaryDirectory() as tmp:  # datasets copies it into its arrow cache
+        clean = Path(tmp) / (path.stem + ".jsonl")
+        clean.write_bytes(b"\n".join(good) + b"\n")
+        try:
+            ds = load_dataset("json", data_files=str(clean), split="train")
+        except Exception as e:
+            cause = e.__cause__ or e.__context__ or e
+            raise WorkbenchError(f"{path}: cannot be read as JSON records: {str(cause)[:300]}") from None
+    return Part(str(path), ds, unit, locs)
 
 
-def _shape_problem(records: list[dict], lines: list[int] | None) -> str:
-    """Name the first field whose type differs between records (arrow needs one schema)."""
-    seen: dict[str, tuple[str, int]] = {}
-    for i, r in enumerate(records):
-        where = lines[i] if lines else i
-        for k, v in r.items():
-            t = _shape(v)
-            if t == "null":
-                continue
-            if k in seen and seen[k][0] != t:
-                first_t, first_at = seen[k]
-                unit = "line" if lines else "record"
-                return (f"{unit} {where}: field {k!r} is {t} but {first_t} on {unit} {first_at}; "
-                        "every record must give a field the same type")
-            seen.setdefault(k, (t, where))
-    return "records do not share one schema (check that every record has the same fields and types)"
+def _bad(path: Path, unit: str, loc: int, detail: str, reason: str, skip_bad: bool, summary: Summary):
+    where = f"{path}:{loc}" if unit == "line" else f"{path} record {loc}"
+    if not skip_bad:
+        raise WorkbenchError(f"{where}: {detail} (--skip-bad skips such lines)")
+    summary.note(reason, f"{where}: {detail}", summary.unreadable)
 
 
-def _shape(v) -> str:
-    if isinstance(v, list):
-        inner = {_shape(x) for x in v} - {"null"}
-        return f"a list of {inner.pop()}" if len(inner) == 1 else "a list"
-    if isinstance(v, dict):
-        return "an object"
-    return {str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(v), "null")
+def _locations(part: Part) -> tuple[str, array | tuple]:
+    """Line numbers of a JSON-lines file read by pyarrow: one record per non-blank line.
+
+    Computed once, on first use. A file that is not one object per line (pretty-printed JSON,
+    two objects on a line, an array) gets record positions instead of wrong line numbers.
+    """
+    if part.unit != "line":
+        return "record", ()
+    lines = array("q")
+    with open(part.path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                lines.append(lineno)
+    first = Path(part.path).read_bytes()[:64].lstrip(codecs.BOM_UTF8).lstrip()
+    if len(lines) != len(part.dataset) or first.startswith(b"["):
+        return "record", ()
+    return "line", lines
 
 
 def _utf8_problem(path: Path, chunk: int = 1 << 22) -> str | None:
@@ -325,22 +355,3 @@ def _utf8_problem(path: Path, chunk: int = 1 << 22) -> str | None:
     col = start - (data.rfind(b"\n", 0, start) + 1) + 1
     kind = "binary file" if b"\x00" in data[:8192] else "invalid UTF-8"
     return f"line {line}, column {col}: {kind} (byte 0x{data[start]:02x}); files must be UTF-8 text"
-
-
-def _where(part: Part, i: int) -> str:
-    if part.lines is not None:
-        return f"{part.path}:{part.lines[i]}" if part.path.endswith(".jsonl") else f"{part.path} record {part.lines[i]}"
-    if part.path.endswith(".jsonl"):
-        return f"{part.path}:{_nth_nonblank_line(part.path, i)}"
-    return f"{part.path} record {i}"
-
-
-def _nth_nonblank_line(path: str, i: int) -> int:
-    with open(path, "rb") as f:
-        seen = -1
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                seen += 1
-                if seen == i:
-                    return lineno
-    return i + 1

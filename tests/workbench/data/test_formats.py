@@ -9,12 +9,26 @@ A = lambda c: {"role": "assistant", "content": c}  # noqa: E731
 SYS = lambda c: {"role": "system", "content": c}  # noqa: E731
 
 
+def test_prompt_completion_and_hh_variants():
+    assert normalise({"prompt": "2+2?", "completion": "4"}, "completion") == {"messages": [U("2+2?"), A("4")]}
+    assert detect_format(["prompt", "completion"]) == "completion"
+    # an HH prompt, and a chosen that repeats the whole transcript: only the reply is kept
+    rec = {"prompt": "\n\nHuman: Hi\n\nAssistant:", "chosen": "\n\nHuman: Hi\n\nAssistant: Hello", "rejected": " Go"}
+    assert normalise(rec, "preference")["chosen"] == [A("Hello")]
+    # CRLF, a leading space and single newlines are still transcripts
+    rec = {"chosen": " Human: a\r\nAssistant: b\r\nHuman: c\r\nAssistant: good",
+           "rejected": "Human: a\nAssistant: b\nHuman: c\nAssistant: bad"}
+    assert normalise(rec, "preference") == {"prompt": [U("a"), A("b"), U("c")], "chosen": [A("good")],
+                                            "rejected": [A("bad")]}
+
+
 @pytest.mark.parametrize("columns, fmt", [
     (["prompt", "prompt_id", "messages"], "ultrachat"),
     (["messages"], "messages"),
     (["conversations", "system"], "sharegpt"),
     (["instruction", "input", "output"], "alpaca"),
     (["prompt", "chosen", "rejected", "metadata"], "preference"),
+    (["prompt", "prompt_id", "chosen", "rejected", "messages", "score_chosen"], "preference"),  # UltraFeedback
     (["chosen", "rejected"], "preference"),
     (["prompt", "answer", "final_answer"], "prompt"),
     (["text", "meta"], "text"),
@@ -101,7 +115,14 @@ def test_prompt_kind():
     ("preference", {"prompt": "q", "chosen": "same", "rejected": "same"}, "identical pair", "identical"),
     ("preference", {"prompt": "q", "chosen": "", "rejected": "bad"}, "empty content", r"chosen\[0\] \(assistant\) has empty content"),
     ("preference", {"prompt": "q", "chosen": "a"}, "missing field", "missing field 'rejected'"),
-    ("preference", {"prompt": "q", "chosen": [U("more?")], "rejected": "b"}, "no assistant turn", "'chosen' does not end with an assistant reply"),
+    ("preference", {"prompt": "q", "chosen": [U("more?")], "rejected": "b"}, "prompts differ", "'chosen' has a user turn after the prompt"),
+    ("preference", {"prompt": "q", "chosen": [A("a"), {"role": "tool", "content": "t"}], "rejected": "b"}, "no assistant turn", "'chosen' does not end with an assistant reply"),
+    ("preference", {"chosen": "plain", "rejected": "text"}, "missing field", "missing field 'prompt' \\('chosen' is plain text"),
+    ("preference", {"prompt": [SYS("s"), U("q")], "chosen": [U("q"), A("a")], "rejected": "b"}, "prompts differ", "'chosen' has a user turn"),
+    ("preference", {"chosen": [U("q"), A("a")], "rejected": [U("other"), A("b")]}, "prompts differ", "share no opening turns"),
+    ("preference", {"chosen": [U("q"), A("a"), U("x"), A("b")], "rejected": [U("q"), A("a"), U("y"), A("c")]}, "prompts differ", "'chosen' has a user turn"),
+    ("sharegpt", {"conversations": [{"from": "human", "value": None}]}, "missing field", r"conversations\[0\] has no 'value'"),
+    ("alpaca", {"instruction": "q", "output": "a", "history": [["h", "a"], ["h2", ""]]}, "empty content", r"history\[1\]\[1\] must be a non-empty string"),
     ("text", {"text": ""}, "empty content", "'text' is empty"),
     ("text", {"text": ["a"]}, "wrong type", "'text' must be a string, got a list"),
 ])

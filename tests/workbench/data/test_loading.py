@@ -64,8 +64,8 @@ def test_malformed_json_line_named_and_skippable(tmp_path):
         open_source(str(path))
     src = open_source(str(path), skip_bad=True)
     assert len(records(src, skip_bad=True)) == 3
-    assert src.summary.skipped["malformed JSON"] == 1
-    assert src.summary.describe() == "3 of 4 records kept; skipped 1 bad (1 malformed JSON)"
+    assert src.summary.unreadable["malformed JSON"] == 1
+    assert src.summary.describe() == "3 of 3 records read kept; 1 unreadable lines skipped on load (1 malformed JSON)"
     assert src.locate(2).endswith("bad.jsonl:4")  # the record after the bad line keeps its line
 
 
@@ -190,3 +190,96 @@ def test_limit_and_start(tmp_path):
     got = list(read_records(src, start=250, limit=300))
     assert [i for i, _ in got] == list(range(250, 550))
     assert got[-1][1] == {"text": "doc 549"}
+
+
+def test_skip_bad_slow_path_keeps_fields_the_first_record_lacks(tmp_path):
+    rows = [{"instruction": "Say hi", "output": "hi"},
+            {"instruction": "Translate", "input": "cat", "output": "chat", "system": "You translate."}]
+    path = jsonl(tmp_path / "alp.jsonl", rows, raw_lines=['{"instruction": "trunc'])
+    src = open_source(str(path), skip_bad=True)
+    assert records(src)[1]["messages"] == [{"role": "system", "content": "You translate."},
+                                           {"role": "user", "content": "Translate\n\ncat"},
+                                           {"role": "assistant", "content": "chat"}]
+    assert src.summary.unreadable == {"malformed JSON": 1}
+
+
+def test_json_line_separators_inside_strings(tmp_path):
+    path = tmp_path / "ls.jsonl"
+    path.write_text('{"text": "one\u2028two\u0085 three\x0c"}\n{"text": "b"}\n{bad\n', encoding="utf-8")
+    with pytest.raises(WorkbenchError, match=r"ls.jsonl:3: malformed JSON"):
+        open_source(str(path))
+    src = open_source(str(path), skip_bad=True)
+    assert records(src) == [{"text": "one\u2028two\u0085 three\x0c"}, {"text": "b"}]
+    assert src.locate(1).endswith("ls.jsonl:2")
+
+
+def test_byte_order_marks(tmp_path):
+    bom = "\ufeff"
+    (tmp_path / "a.jsonl").write_text(bom + json.dumps({"text": "x"}) + "\n{oops\n", encoding="utf-8")
+    with pytest.raises(WorkbenchError, match=r"a.jsonl:2: malformed JSON"):
+        open_source(str(tmp_path / "a.jsonl"))
+    (tmp_path / "b.csv").write_text(bom + "text\nhello\n", encoding="utf-8")
+    assert records(open_source(str(tmp_path / "b.csv"))) == [{"text": "hello"}]
+    (tmp_path / "c.txt").write_text(bom + "doc", encoding="utf-8")
+    assert records(open_source(str(tmp_path / "c.txt"))) == [{"text": "doc"}]
+
+
+def test_lone_surrogate_is_a_bad_line(tmp_path):
+    path = jsonl(tmp_path / "s.jsonl", [{"text": "ok"}], raw_lines=['{"text": "bad \\ud800 escape"}', '{"text": "fine"}'])
+    with pytest.raises(WorkbenchError, match=r"s.jsonl:2: a string holds a lone surrogate"):
+        open_source(str(path))
+    src = open_source(str(path), skip_bad=True)
+    assert records(src) == [{"text": "ok"}, {"text": "fine"}] and src.locate(1).endswith("s.jsonl:3")
+
+
+def test_locations_when_records_are_not_one_per_line(tmp_path):
+    pretty = tmp_path / "pretty.jsonl"  # `jq .` output: objects over several lines
+    pretty.write_text(json.dumps(CHAT, indent=1) + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}, indent=1))
+    with pytest.raises(WorkbenchError, match=r"pretty.jsonl record 1: conversation has no assistant turn"):
+        records(open_source(str(pretty)))
+    arr = tmp_path / "arr.json"
+    arr.write_text(json.dumps([1, CHAT, "x", {"messages": []}]))
+    src = open_source(str(arr), skip_bad=True)
+    assert dict(src.summary.unreadable) == {"not a JSON object": 2}
+    with pytest.raises(WorkbenchError, match=r"arr.json record 3: 'messages' has no messages"):
+        records(src)
+    lines_json = jsonl(tmp_path / "lines.JSON", [CHAT, {"messages": "x"}])  # JSON lines named .JSON
+    with pytest.raises(WorkbenchError, match=r"lines.JSON:2: 'messages' must be a list"):
+        records(open_source(str(lines_json)))
+
+
+def test_location_index_is_built_once(tmp_path, monkeypatch):
+    import workbench.data.loading as loading
+
+    src = open_source(str(jsonl(tmp_path / "t.jsonl", [{"text": f"{i}"} for i in range(50)])))
+    calls = []
+    real = loading._locations
+    monkeypatch.setattr(loading, "_locations", lambda part: calls.append(1) or real(part))
+    assert [src.locate(i) for i in (0, 49, 7)] == [f"{tmp_path}/t.jsonl:{n}" for n in (1, 50, 8)]
+    assert len(calls) == 1
+
+
+def test_csv_rows_with_extra_fields_and_parse_errors(tmp_path):
+    (tmp_path / "extra.csv").write_text("text,x\na,b,c\n")
+    with pytest.raises(WorkbenchError, match=r"extra.csv:2: 3 fields, but the header has 2 \(text, x\)"):
+        open_source(str(tmp_path / "extra.csv"))
+    (tmp_path / "garbage.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(WorkbenchError, match=r"garbage.parquet: cannot be read as parquet: \S"):
+        open_source(str(tmp_path / "garbage.parquet"))
+
+
+def test_folders_ignore_hidden_files(tmp_path):
+    jsonl(tmp_path / "a.jsonl", [CHAT])
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    jsonl(tmp_path / ".ipynb_checkpoints" / "a-checkpoint.jsonl", [CHAT])
+    (tmp_path / "._a.jsonl").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert len(open_source(str(tmp_path))) == 1
+
+
+def test_ultrafeedback_rows_are_preference_pairs(tmp_path):
+    row = {"prompt": "q", "prompt_id": "1", "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+           "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}],
+           "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}]}
+    src = open_source(str(jsonl(tmp_path / "uf.jsonl", [row])))
+    assert src.kind == "preference"
+    assert records(src)[0]["chosen"] == [{"role": "assistant", "content": "good"}]
