@@ -106,7 +106,7 @@ def example_panel(tok: Tokenizer, src: Source, ex: Example) -> Panel:
         p = prompt_length(ex.chosen)
         parts += [Text("prompt", style="bold"), token_text(tok, ex.chosen, 0, p)]
         for name, half in (("chosen", ex.chosen), ("rejected", ex.rejected)):
-            parts += [Text(f"\n{name}: {half.num_trainable} trained of {len(half) - p} response tokens",
+            parts += [Text(f"{name}: {half.num_trainable} trained of {len(half) - p} response tokens",
                            style="bold"), token_text(tok, half, p, len(half))]
         counts = f"{len(ex.chosen)}/{len(ex.rejected)} tokens"
     else:

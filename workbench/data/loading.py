@@ -212,6 +212,8 @@ def _load_file(path: Path, skip_bad: bool, summary: Summary) -> Part:
     except WorkbenchError:
         raise
     except Exception as e:
+        if builder == "parquet" and _parquet_rows(path) == 0:
+            raise WorkbenchError(f"{path}: no records") from None
         if builder != "json":
             cause = e.__cause__ or e.__context__ or e
             raise WorkbenchError(f"{path}: cannot be read as {builder}: {str(cause)[:300]}") from None
@@ -219,6 +221,15 @@ def _load_file(path: Path, skip_bad: bool, summary: Summary) -> Part:
     if len(part.dataset) == 0:
         raise WorkbenchError(f"{path}: no records")
     return part
+
+
+def _parquet_rows(path: Path) -> int | None:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:
+        return None
 
 
 def _builder_options(builder: str, path: Path) -> dict:

@@ -283,3 +283,27 @@ def test_ultrafeedback_rows_are_preference_pairs(tmp_path):
     src = open_source(str(jsonl(tmp_path / "uf.jsonl", [row])))
     assert src.kind == "preference"
     assert records(src)[0]["chosen"] == [{"role": "assistant", "content": "good"}]
+
+
+def test_hub_name_online_failure_says_how_to_use_a_local_file(monkeypatch):
+    import datasets
+
+    def unreachable(name, split):
+        assert (name, split) == ("HuggingFaceH4/ultrafeedback_binarized", "train_prefs")
+        raise ConnectionError("Couldn't reach 'HuggingFaceH4/ultrafeedback_binarized' on the Hub")
+
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(WorkbenchError, match=r"could not be loaded from the Hugging Face Hub \(ConnectionError: "
+                       r"Couldn't reach.*split='train_prefs'\).to_json\('data.jsonl'\)"):
+        open_source("HuggingFaceH4/ultrafeedback_binarized")
+
+
+def test_empty_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "none.parquet")
+    with pytest.raises(WorkbenchError, match="none.parquet: no records"):
+        open_source(str(tmp_path / "none.parquet"))
