@@ -56,9 +56,11 @@ def inspect(opts: InspectOptions, out: Console, err: Console) -> int:
     """Print examples of a source; return the number shown. Every record bad: WorkbenchError."""
     tok = load_tokenizer(opts.tokenizer)
     src = open_source(opts.data, opts.format, opts.split, skip_bad=opts.skip_bad)
-    if src.kind == "preference" and opts.mode != "all":
-        raise WorkbenchError(f"--mode {opts.mode} does not apply to preference pairs: their response "
-                             "is trained and their prompt is not, whatever the mode")
+    if src.kind != "conversation" and opts.mode != "all":
+        what = {"preference": "their response is trained and their prompt is not",
+                "prompt": "nothing in a prompt is trained", "text": "every token of a text is trained"}
+        raise WorkbenchError(f"--mode {opts.mode} applies to conversations, not {src.kind} records: "
+                             f"{what[src.kind]}, whatever the mode")
     if opts.index is not None:
         pairs = [(opts.index, read_record(src, opts.index))]
     else:

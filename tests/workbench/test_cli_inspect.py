@@ -145,7 +145,9 @@ def test_console_script_end_to_end():
 
 def test_mode_does_not_apply_to_preference_pairs(tmp_path):
     result = run(jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}]), "--mode", "every")
-    assert result.exit_code == 1 and "--mode every does not apply to preference pairs" in result.stderr
+    assert result.exit_code == 1 and "--mode every applies to conversations, not preference records" in result.stderr
+    result = run(jsonl(tmp_path / "t.jsonl", [{"text": "doc"}]), "--mode", "last")
+    assert result.exit_code == 1 and "every token of a text is trained" in result.stderr
 
 
 def test_data_cannot_inject_markup_or_terminal_escapes(tmp_path, monkeypatch):
