@@ -412,7 +412,8 @@ def generate(out_dir: str | Path, seed: int = 0) -> dict[str, int]:
     users = [m["content"] for r in chat for m in r["messages"] if m["role"] == "user"]
     pref = preferences(rng, world, taken=users)
     pref_mt = preferences_multiturn(rng, world)
-    prm = prompts(rng, world, taken=users + [r["prompt"] for r in pref])
+    mt_users = [m["content"] for r in pref_mt for m in r["prompt"] if m["role"] == "user"]
+    prm = prompts(rng, world, taken=users + [r["prompt"] for r in pref] + mt_users)
     text = texts(rng, world)
     sharegpt, alpaca, messages, hh, corpus = other_formats(rng, world)
     files = {"chat.jsonl": chat, "preference.jsonl": pref, "preference_multiturn.jsonl": pref_mt,

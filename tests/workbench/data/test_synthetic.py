@@ -201,6 +201,7 @@ def test_prompts_are_held_out_and_answered():
     rows = load("prompts.jsonl")
     seen = [m["content"] for r in load("chat.jsonl") for m in r["messages"] if m["role"] == "user"]
     seen += [r["prompt"] for r in load("preference.jsonl")]
+    seen += [m["content"] for r in load("preference_multiturn.jsonl") for m in r["prompt"] if m["role"] == "user"]
     for r in rows:
         assert list(r) == ["prompt", "answer", "task"] and r["answer"] == r["task"]["answer"]
         assert solve(r["prompt"], {}) == r["answer"]
