@@ -31,15 +31,15 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 @app.command()
 def inspect(
-    data: str = typer.Argument(..., help="A .jsonl/.json/.parquet/.csv/.arrow/.txt file, a folder, or a hub dataset name."),
-    format: Optional[str] = typer.Option(None, "--format", "-f", help="ultrachat, messages, sharegpt, alpaca, preference, prompt or text (default: detected)."),
+    data: str = typer.Argument(..., help="A .jsonl/.json/.parquet/.csv/.arrow/.txt file, a folder (or a save_to_disk folder), or a hub dataset name."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="ultrachat, messages, sharegpt, completion, alpaca, preference, prompt or text (default: detected)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="cl100k_base (default, offline), another tiktoken encoding, or a .tiktoken file."),
     mode: str = typer.Option("all", "--mode", "-m", help="Which tokens are trained: all (assistant turns), last (last assistant turn), every (all tokens)."),
     max_len: Optional[int] = typer.Option(None, "--max-len", help="Truncate to this many tokens, as training would."),
     index: Optional[int] = typer.Option(None, "--index", "-i", help="Show only the record at this 0-based index."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Show the first K records (default 5; 0 = all)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) bad records instead of stopping at the first."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split of a hub dataset (default: train, or the dataset's SFT split)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split of a hub dataset (default: train; train_sft for ultrachat_200k, train_prefs for ultrafeedback_binarized)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per example: input_ids, labels, attention_mask, tokens, ..."),
 ):
     """Show each example's tokens, with the trained ones highlighted (the masks SFT/RM/DPO use)."""

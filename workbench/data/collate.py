@@ -20,6 +20,7 @@ Truncation policy (`max_len` tokens per sequence):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from workbench.chat import (IGNORE, Rendered, prompt_length, render_chat_batch,
                             render_preference_batch, render_text_batch)
@@ -80,8 +81,8 @@ def encode_records(tok: Tokenizer, kind: str, records: list[dict], indices: list
                     render_chat_batch(tok, [rec["messages"] for rec in records], mode)]
     elif kind == "prompt":
         prompts = [rec["prompt"] for rec in records]
-        rendered = [truncate_prompt(r, max_len) for r in render_chat_batch(
-            tok, prompts, mode, prompt_messages=[len(p) for p in prompts], add_generation_prompt=True)]
+        rendered = [truncate_prompt(r, max_len) for r in render_chat_batch(  # nothing trained, any mode
+            tok, prompts, "all", prompt_messages=[len(p) for p in prompts], add_generation_prompt=True)]
     elif kind == "text":
         rendered = [truncate_sft(r, max_len) for r in render_text_batch(tok, [rec["text"] for rec in records])]
     else:
@@ -167,8 +168,8 @@ def map_conversations(dataset, fmt: str, tok: Tokenizer, mode: str = "all", batc
                       **map_kwargs):
     """`datasets.map` a raw conversation dataset to int32 input_ids/labels columns, in batches.
 
-    Bad records raise `BadRecord`: read them with `read_records(skip_bad=True)` first to count
-    them. Two things keep this near raw tiktoken speed: columns are handed to arrow as flat
+    A bad record raises WorkbenchError naming its index: check a source with
+    `read_records(skip_bad=True)` first to count and skip them. Two things keep this near raw tiktoken speed: columns are handed to arrow as flat
     numpy buffers plus offsets (not a Python list per row), and the fingerprint is given
     explicitly (left to itself, `datasets` pickles the whole tiktoken vocabulary to hash `encode`).
     """
@@ -176,18 +177,30 @@ def map_conversations(dataset, fmt: str, tok: Tokenizer, mode: str = "all", batc
 
     import pyarrow as pa
 
-    from workbench.data.formats import normalise
+    from workbench import chat as chat_module
+    from workbench.data import formats as formats_module
+    from workbench.data.formats import BadRecord, normalise
+    from workbench.errors import WorkbenchError
 
-    def encode(table):
-        convs = [normalise(row, fmt)["messages"] for row in table.to_pylist()]
+    def encode(table, indices):
+        convs = []
+        for i, row in zip(indices, table.to_pylist()):
+            try:
+                convs.append(normalise(row, fmt)["messages"])
+            except BadRecord as e:
+                raise WorkbenchError(f"record {i}: {e} (format {fmt})") from None
         rendered = render_chat_batch(tok, convs, mode)
         return pa.table({"input_ids": _list_column([r.input_ids for r in rendered]),
                          "labels": _list_column([r.labels for r in rendered])})
 
-    key = f"{dataset._fingerprint}|{fmt}|{tok.name}|{tok.sha256}|{mode}|chatml-v1"
+    # The cache key covers everything the output depends on, the rendering code included, so an
+    # edited chat.py or formats.py never reuses stale masks from the datasets cache.
+    code = b"".join(Path(m.__file__).read_bytes() for m in (chat_module, formats_module))
+    key = f"{dataset._fingerprint}|{fmt}|{tok.name}|{tok.sha256}|{mode}|".encode() + code
     out = dataset.with_format("arrow").map(
-        encode, batched=True, batch_size=batch_size, remove_columns=dataset.column_names,
-        new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16], **map_kwargs)
+        encode, with_indices=True, batched=True, batch_size=batch_size,
+        remove_columns=dataset.column_names, new_fingerprint=hashlib.sha256(key).hexdigest()[:16],
+        **map_kwargs)
     return out.with_format(None)
 
 

@@ -153,11 +153,13 @@ def _from_preference(record: dict) -> dict:
         prompt_msgs = _dialogue(prompt, "prompt")
         c, r = _response(chosen, prompt_msgs, "chosen"), _response(rejected, prompt_msgs, "rejected")
     for name, resp in (("chosen", c), ("rejected", r)):
-        if any(m["role"] not in ("assistant", "tool") for m in resp):
-            raise BadRecord("prompts differ", f"'{name}' has a {resp[0]['role']} turn after the prompt: "
+        other = next((m["role"] for m in resp if m["role"] not in ("assistant", "tool")), None)
+        if other:
+            raise BadRecord("prompts differ", f"'{name}' has a {other} turn after the prompt: "
                             "chosen and rejected must be replies to the same prompt")
-        if resp[-1]["role"] != "assistant":
-            raise BadRecord("no assistant turn", f"'{name}' does not end with an assistant reply")
+        if resp[0]["role"] != "assistant" or resp[-1]["role"] != "assistant":
+            raise BadRecord("no assistant turn", f"'{name}' must start and end with an assistant reply "
+                            "(a tool result belongs to the prompt)")
     if c == r:
         raise BadRecord("identical pair", "chosen and rejected are identical: nothing to prefer")
     return {"prompt": prompt_msgs, "chosen": c, "rejected": r}

@@ -135,7 +135,9 @@ def open_source(spec: str, fmt: str | None = None, split: str | None = None,
         not spec.startswith((".", "/", "~")) and bool(_HUB_NAME.match(spec))
     if split is not None and not is_hub:
         raise WorkbenchError("--split only applies to hub datasets; a local file is one split")
-    if path.is_dir():
+    if path.is_dir() and (path / "state.json").is_file() and (path / "dataset_info.json").is_file():
+        parts = [_load_saved(path)]  # a folder written by Dataset.save_to_disk
+    elif path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
@@ -147,6 +149,10 @@ def open_source(spec: str, fmt: str | None = None, split: str | None = None,
         parts = [_load_hub(spec, split)]
     else:
         raise WorkbenchError(f"no such file or folder: {spec}")
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        raise WorkbenchError(f"{spec}: no readable records ({summary.describe()}); first: "
+                             + "; ".join(summary.first_skipped.values()))
     detected = []
     for p in parts:
         try:
@@ -162,7 +168,8 @@ def open_source(spec: str, fmt: str | None = None, split: str | None = None,
     return Source(spec, fmt, parts, summary)
 
 
-def read_records(src: Source, skip_bad: bool = False, start: int = 0, limit: int | None = None):
+def read_records(src: Source, skip_bad: bool = False, start: int = 0, limit: int | None = None,
+                 hint: str = " (format {fmt}; --skip-bad skips such records)"):
     """Yield (index, normalised record). Bad records raise, or are skipped and counted."""
     kept = 0
     for index, row in src.rows(start):
@@ -174,7 +181,7 @@ def read_records(src: Source, skip_bad: bool = False, start: int = 0, limit: int
         except BadRecord as e:
             where = f"{src.locate(index)}: {e}"
             if not skip_bad:
-                raise WorkbenchError(f"{where} (format {src.format}; --skip-bad skips such records)") from None
+                raise WorkbenchError(where + hint.format(fmt=src.format)) from None
             src.summary.note(e.reason, where)
             continue
         src.summary.kept += 1
@@ -186,10 +193,11 @@ def read_record(src: Source, index: int) -> dict:
     """The normalised record at `index` (bad records always raise: it was asked for by number)."""
     if not 0 <= index < len(src):
         raise WorkbenchError(f"index {index} is out of range: {src.name} has {len(src)} records")
-    return next(read_records(src, skip_bad=False, start=index, limit=1))[1]
+    return next(read_records(src, start=index, limit=1, hint=f" (format {src.format})"))[1]
 
 
-def _load_file(path: Path, skip_bad: bool, summary: Summary) -> Part:
+def _load_file(path: Path, skip_bad: bool, summary: Summary) -> Part | None:
+    """Load one file. None: with `skip_bad`, a JSON file none of whose lines could be read."""
     from datasets import load_dataset
 
     builder = BUILDERS.get(path.suffix.lower())
@@ -218,6 +226,8 @@ def _load_file(path: Path, skip_bad: bool, summary: Summary) -> Part:
             cause = e.__cause__ or e.__context__ or e
             raise WorkbenchError(f"{path}: cannot be read as {builder}: {str(cause)[:300]}") from None
         part = _load_json_slowly(path, skip_bad, summary)  # pyarrow says little: find the line
+        if part is None:
+            return None
     if len(part.dataset) == 0:
         raise WorkbenchError(f"{path}: no records")
     return part
@@ -252,6 +262,18 @@ def _builder_options(builder: str, path: Path) -> dict:
     return {}
 
 
+def _load_saved(path: Path) -> Part:
+    from datasets import load_from_disk
+
+    try:
+        ds = load_from_disk(str(path))
+    except Exception as e:
+        raise WorkbenchError(f"{path}: cannot be read as a saved dataset: {str(e)[:300]}") from None
+    if not hasattr(ds, "column_names") or isinstance(ds.column_names, dict):
+        raise WorkbenchError(f"{path}: holds several splits ({', '.join(ds)}); pass one split's folder")
+    return Part(str(path), ds)
+
+
 def _load_hub(name: str, split: str | None) -> Part:
     from datasets import load_dataset
 
@@ -269,16 +291,19 @@ def _load_hub(name: str, split: str | None) -> Part:
                              f"Hugging Face Hub ({type(e).__name__}: {str(e)[:200]}); {how}") from None
 
 
-def _load_json_slowly(path: Path, skip_bad: bool, summary: Summary) -> Part:
+def _load_json_slowly(path: Path, skip_bad: bool, summary: Summary) -> Part | None:
     """Parse JSON lines (or one JSON array) in Python to say exactly which line is wrong."""
     from datasets import load_dataset
 
     text = path.read_text(encoding="utf-8-sig")
-    if text.lstrip().startswith("["):
+    items = None
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as e:
-            raise WorkbenchError(f"{path}:{e.lineno}: malformed JSON: {e.msg} (column {e.colno})") from None
+            if e.msg != "Extra data":  # "Extra data": JSON lines whose first line is an array
+                raise WorkbenchError(f"{path}:{e.lineno}: malformed JSON: {e.msg} (column {e.colno})") from None
+    if isinstance(items, list):
         unit, numbered = "record", list(enumerate(items))
     else:
         unit, numbered = "line", []
@@ -303,7 +328,9 @@ def _load_json_slowly(path: Path, skip_bad: bool, summary: Summary) -> Part:
             continue
         locs.append(loc)
     if not good:
-        raise WorkbenchError(f"{path}: no records" + (f" ({summary.describe()})" if numbered else ""))
+        if skip_bad and unit == "line":
+            return None  # every line unreadable: counted in the summary, the file contributes nothing
+        raise WorkbenchError(f"{path}: no records")
     with tempfile.TemporaryDirectory() as tmp:  # datasets copies it into its arrow cache
         clean = Path(tmp) / (path.stem + ".jsonl")
         clean.write_bytes(b"\n".join(good) + b"\n")
@@ -335,7 +362,8 @@ def _locations(part: Part) -> tuple[str, array | tuple]:
         for lineno, line in enumerate(f, 1):
             if line.strip():
                 lines.append(lineno)
-    first = Path(part.path).read_bytes()[:64].lstrip(codecs.BOM_UTF8).lstrip()
+    with open(part.path, "rb") as f:
+        first = f.read(64).lstrip(codecs.BOM_UTF8).lstrip()
     if len(lines) != len(part.dataset) or first.startswith(b"["):
         return "record", ()
     return "line", lines

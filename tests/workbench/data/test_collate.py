@@ -115,3 +115,22 @@ def test_map_conversations_equals_render(tok, tmp_path):
     for row, rec in zip(mapped, rows):
         r = render_chat(tok, rec["messages"], mode="last")
         assert (row["input_ids"], row["labels"]) == (r.input_ids, r.labels)
+
+
+def test_map_conversations_names_a_bad_record(tok):
+    import pytest
+    from datasets import Dataset
+
+    from workbench.data.collate import map_conversations
+    from workbench.errors import WorkbenchError
+
+    rows = [{"messages": [U("q"), A("a")]}] * 3 + [{"messages": [U("q"), A(" ")]}]
+    with pytest.raises(WorkbenchError, match=r"record 3: messages\[1\] \(assistant\) has empty content"):
+        map_conversations(Dataset.from_list(rows), "messages", tok, batch_size=2)
+
+
+def test_prompt_records_train_nothing_in_any_mode(tok):
+    rec = {"prompt": [U("q"), A("earlier answer"), U("q2")]}
+    for mode in ("all", "last", "every"):
+        (ex,) = encode_records(tok, "prompt", [rec], mode=mode)
+        assert ex.rendered.num_trainable == 0 and not ex.dropped

@@ -307,3 +307,39 @@ def test_empty_parquet(tmp_path):
     pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "none.parquet")
     with pytest.raises(WorkbenchError, match="none.parquet: no records"):
         open_source(str(tmp_path / "none.parquet"))
+
+
+def test_json_lines_whose_first_line_is_an_array(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('["oops"]\n{"text": "a"}\n{"text": "b"}\n')
+    with pytest.raises(WorkbenchError, match=r"a.jsonl:1: expected a JSON object, got list"):
+        open_source(str(path))
+    src = open_source(str(path), skip_bad=True)
+    assert records(src) == [{"text": "a"}, {"text": "b"}] and src.locate(0).endswith("a.jsonl:2")
+
+
+def test_unreadable_file_in_a_folder_is_skipped_and_counted(tmp_path):
+    jsonl(tmp_path / "a.jsonl", [CHAT])
+    (tmp_path / "b.jsonl").write_text("{bad\n{worse\n")
+    with pytest.raises(WorkbenchError, match=r"b.jsonl:1: malformed JSON"):
+        open_source(str(tmp_path))
+    src = open_source(str(tmp_path), skip_bad=True)
+    assert len(src) == 1 and src.summary.unreadable == {"malformed JSON": 2}
+    with pytest.raises(WorkbenchError, match=r"b.jsonl: no readable records \(0 of 0 records read kept; 2 unreadable"
+                       r" lines skipped on load \(2 malformed JSON\)\); first: .*b.jsonl:1: malformed JSON"):
+        open_source(str(tmp_path / "b.jsonl"), skip_bad=True)
+
+
+def test_save_to_disk_folder(tmp_path):
+    from datasets import Dataset
+
+    Dataset.from_list([CHAT, CHAT]).save_to_disk(str(tmp_path / "saved"))
+    src = open_source(str(tmp_path / "saved"))
+    assert (src.format, len(src)) == ("messages", 2) and src.locate(1).endswith("saved record 1")
+
+
+def test_record_asked_for_by_index_gets_no_skip_bad_hint(tmp_path):
+    src = open_source(str(jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "q"}]}])))
+    with pytest.raises(WorkbenchError) as info:
+        read_record(src, 0)
+    assert str(info.value).endswith("c.jsonl:1: conversation has no assistant turn: nothing to train on (format messages)")
