@@ -74,9 +74,9 @@ def inspect(opts: InspectOptions, out: Console, err: Console) -> int:
         if opts.as_json:
             out.file.write(json.dumps(example_json(tok, src, ex), ensure_ascii=False) + "\n")
         else:
-            out.print(example_panel(tok, src, ex))
+            out.print(example_panel(tok, src, ex, plain=out.color_system is None))
     if not opts.as_json:
-        out.print(_legend())
+        out.print(_legend(plain=out.color_system is None))
     dropped = sum(ex.dropped for ex in examples)
     note = f"{len(examples)} shown" + (f", {dropped} dropped" if dropped else "")
     if src.summary.skipped or src.summary.unreadable or dropped:
@@ -102,18 +102,19 @@ def example_json(tok: Tokenizer, src: Source, ex: Example) -> dict:
     return {**head, **body, "dropped": ex.dropped, "warnings": ex.warnings}
 
 
-def example_panel(tok: Tokenizer, src: Source, ex: Example) -> Panel:
+def example_panel(tok: Tokenizer, src: Source, ex: Example, plain: bool = False) -> Panel:
+    """One example. `plain` (no colours: output to a file or pipe): trained runs go in «…»."""
     parts: list = []
     if ex.kind == "preference":
         p = prompt_length(ex.chosen)
-        parts += [Text("prompt", style="bold"), token_text(tok, ex.chosen, 0, p)]
+        parts += [Text("prompt", style="bold"), token_text(tok, ex.chosen, 0, p, plain)]
         for name, half in (("chosen", ex.chosen), ("rejected", ex.rejected)):
             parts += [Text(f"{name}: {half.num_trainable} trained of {len(half) - p} response tokens",
-                           style="bold"), token_text(tok, half, p, len(half))]
+                           style="bold"), token_text(tok, half, p, len(half), plain)]
         counts = f"{len(ex.chosen)}/{len(ex.rejected)} tokens"
     else:
         r = ex.rendered
-        parts += [token_text(tok, r), turn_table(r)]
+        parts += [token_text(tok, r, plain=plain), turn_table(r)]
         counts = f"{len(r)} tokens · {r.num_trainable} trained · {len(r) - r.num_trainable} masked"
     for w in ex.warnings:
         parts.append(Text(f"⚠ {w}", style="bold yellow"))
@@ -122,17 +123,26 @@ def example_panel(tok: Tokenizer, src: Source, ex: Example) -> Panel:
                  border_style="red" if ex.dropped else "blue")
 
 
-def token_text(tok: Tokenizer, r: Rendered, start: int = 0, end: int | None = None) -> Text:
-    """Tokens as text: trained in green, masked dim; shades alternate to show token boundaries."""
+def token_text(tok: Tokenizer, r: Rendered, start: int = 0, end: int | None = None,
+               plain: bool = False) -> Text:
+    """Tokens as text: trained in green, masked dim; shades alternate to show token boundaries.
+    Without colours, each run of trained tokens is wrapped in « »."""
     text = Text()
+    inside = False
     for i in range(start, len(r) if end is None else end):
         tid = r.input_ids[i]
-        shades = TRAINED if r.labels[i] != -100 else MASKED
+        trained = r.labels[i] != -100
+        if plain and trained != inside:
+            text.append("«" if trained else "»")
+            inside = trained
+        shades = TRAINED if trained else MASKED
         piece = printable(tok.token_str(tid).replace("\n", "↵\n").replace("\t", "→\t"))
         special = SPECIAL_TRAINED if r.labels[i] != -100 else SPECIAL
         text.append(piece, style=special if tid in tok.special_ids else shades[i % 2])
         if tid in tok.special_ids and r.labels[i] != -100:
             text.append("✓", style="bold green")
+    if inside:
+        text.append("»")
     return text
 
 
@@ -163,7 +173,10 @@ def turn_table(r: Rendered) -> Table:
     return table
 
 
-def _legend() -> Text:
+def _legend(plain: bool = False) -> Text:
+    if plain:
+        return Text("legend: «trained tokens» (no colours: output is not a terminal; --json lists every "
+                    "token) · <|special|>✓ = trained special · ↵ newline")
     t = Text("legend: ", style="dim")
     t.append("trained", style=TRAINED[0]).append(" ")
     t.append("masked", style=MASKED[0]).append(" ")

@@ -1,5 +1,6 @@
 """`workbench inspect`: the --json contract, the rich view, and clean failures."""
 
+import io
 import json
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def test_rich_view_shows_masks_turns_and_warnings(tmp_path):
     result = run(path)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "<|im_start|>assistant↵" in out and "4<|im_end|>✓↵" in out
+    assert "<|im_start|>assistant↵" in out and "«4<|im_end|>✓»↵" in out  # not a terminal: « » marks
     assert "system" in out and "legend:" in out
     rows = [line.strip("│ ").split() for line in out.splitlines() if line.strip("│ ").startswith(("0 ", "1 ", "2 "))]
     assert [r[:5] for r in rows] == [["0", "system", "8", "0", "8"], ["1", "user", "9", "0", "9"],
@@ -172,3 +173,17 @@ def test_piping_into_head_exits_cleanly():
     proc.stdout.close()
     assert proc.wait(timeout=120) == 0
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_colour_terminal_marks_trained_tokens_by_style(tmp_path):
+    from rich.console import Console
+
+    from workbench.inspector import InspectOptions, inspect
+
+    out = Console(force_terminal=True, color_system="truecolor", record=True, width=100, file=io.StringIO())
+    inspect(InspectOptions(str(jsonl(tmp_path / "c.jsonl", [CHAT]))), out, out)
+    text = out.export_text(styles=False, clear=False)
+    assert "4<|im_end|>✓↵" in text and "«" not in text
+    html = out.export_html(inline_styles=True)
+    green = 'style="color: #008000; text-decoration-color: #008000; background-color: #262626; font-weight: bold">4<'
+    assert green in html  # the trained answer "4" in bold green
