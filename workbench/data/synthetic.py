@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from workbench.data.synthetic_text import texts, town_entry
-from workbench.data.synthetic_world import (  # noqa: F401  (world names re-exported as this module's API)
-    CRAFTS, FACTS, FOODS, KINGDOMS, RIVERS, TOWNS, WORDS, Town, build_world)
+from workbench.data.synthetic_world import FACTS, WORDS, build_world
 
 DESCRIPTION = "Write the project's sample datasets (deterministic, from a seed)."
 

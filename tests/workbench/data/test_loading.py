@@ -140,7 +140,7 @@ def test_missing_paths_and_unknown_things(tmp_path):
     with pytest.raises(WorkbenchError, match="x.xml: unsupported file type"):
         open_source(str(tmp_path / "x.xml"))
     with pytest.raises(WorkbenchError, match="folder has no data files"):
-        open_source(str(tmp_path / ".."), fmt=None) if False else open_source(str(_empty_dir(tmp_path)))
+        open_source(str(_empty_dir(tmp_path)))
     path = jsonl(tmp_path / "odd.jsonl", [{"title": "t", "body": "b"}])
     with pytest.raises(WorkbenchError, match=r"odd.jsonl: cannot tell the format from the fields \(body, title\)"):
         open_source(str(path))

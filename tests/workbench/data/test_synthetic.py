@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from workbench.data import synthetic, synthetic_text
+from workbench.data import synthetic, synthetic_text, synthetic_world
 from workbench.data.synthetic import check_answer
 
 SAMPLE = Path(__file__).resolve().parents[3] / "sample_data"
-WORLD = {t.name: t for t in synthetic.build_world(random.Random(0))}  # generate() draws the world first
+WORLD = {t.name: t for t in synthetic_world.build_world(random.Random(0))}  # generate() draws the world first
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_world_facts_are_distinct_so_questions_have_one_answer():
     towns = list(WORLD.values())
     for attr in ["founded", "population", "food", "craft"]:
         assert len({getattr(t, attr) for t in towns}) == len(towns), attr
-    assert {t.kingdom for t in towns} == set(synthetic.KINGDOMS)
+    assert {t.kingdom for t in towns} == set(synthetic_world.KINGDOMS)
 
 
 def test_chat_schema_and_every_answer_is_right():
