@@ -29,6 +29,14 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit()
 
 
+# Sub-command groups live in their own modules so each stays small; they share _run/_fail below.
+def _register_groups():
+    from workbench.cli_data import data_app, tokenizer_app
+
+    app.add_typer(data_app, name="data")
+    app.add_typer(tokenizer_app, name="tokenizer")
+
+
 @app.command()
 def inspect(
     data: str = typer.Argument(..., help="A .jsonl/.json/.parquet/.csv/.arrow/.txt file, a folder (or a save_to_disk folder), or a hub dataset name."),
@@ -89,6 +97,9 @@ def _fail(message: str):
     Console(stderr=True, highlight=False).print(Text.assemble(("error: ", "bold red"), printable(message)),
                                                 soft_wrap=True)
     raise typer.Exit(1)
+
+
+_register_groups()
 
 
 def main():

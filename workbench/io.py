@@ -1,0 +1,60 @@
+"""Writing outputs so a crash never leaves something half-written that looks complete.
+
+    with atomic_dir("runs/tiny", force=True) as tmp:   # build everything inside tmp ...
+        save_file(tensors, tmp / "model.safetensors")  # ... it becomes runs/tiny only on success
+
+The directory is built as a hidden sibling and renamed into place at the end. On an exception the
+temporary directory is removed and whatever was at the destination before is untouched. Replacing
+an existing directory needs force=True (it is moved aside, the new one renamed in, then the old one
+deleted), so the destination is at every moment either the old complete directory or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, force: bool = False):
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise WorkbenchError(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise WorkbenchError(f"{path} already exists and is not empty (use --force to replace it)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as e:
+        raise WorkbenchError(f"cannot write to {path.parent}: {e.strerror or e}") from None
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / "d")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a file via a temporary sibling + rename (readers see the old or the new file, never half)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,125 @@
+"""Model checkpoints: a directory with `model.safetensors` + `config.json` (+ the tokenizer).
+
+    from workbench.model.checkpoint import save_checkpoint, load_checkpoint
+    save_checkpoint(model, "runs/tiny/init", tokenizer=tok)
+    model, meta = load_checkpoint("runs/tiny/init")     # meta["tokenizer"], meta["extra"]
+    tok = load_checkpoint_tokenizer("runs/tiny/init")   # the tokenizer the model was built for
+
+config.json = {"format": "workbench-model", "version": 1, "model": {ModelConfig fields},
+"tokenizer": {name, sha256, vocab_size, special ids}, "extra": {...}}. A tokenizer trained from a
+.tiktoken file is copied in as `tokenizer.tiktoken`, so the directory is self-contained. Loading
+never unpickles (safetensors + JSON), checks every tensor's name and shape, and checks that the
+tokenizer's hash still matches. Writes are atomic (workbench.io.atomic_dir).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from workbench.errors import WorkbenchError
+from workbench.io import atomic_dir
+from workbench.model.config import ModelConfig
+from workbench.model.transformer import Transformer
+
+FORMAT, VERSION = "workbench-model", 1
+WEIGHTS, CONFIG, TOKENIZER_FILE = "model.safetensors", "config.json", "tokenizer.tiktoken"
+
+
+def _tensors(model: Transformer) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    if model.cfg.tie_embeddings:
+        state.pop("lm_head.weight")  # the same tensor as embed_tokens.weight
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def write_checkpoint_files(model: Transformer, dest: Path, tokenizer=None, extra: dict | None = None) -> None:
+    """Write the checkpoint files into an existing (temporary) directory."""
+    from safetensors.torch import save_file
+
+    meta = {"format": FORMAT, "version": VERSION, "model": model.cfg.to_dict(), "tokenizer": None, "extra": extra or {}}
+    if tokenizer is not None:
+        meta["tokenizer"] = tokenizer.describe()
+        if Path(tokenizer.name).is_file():
+            shutil.copyfile(tokenizer.name, dest / TOKENIZER_FILE)
+            meta["tokenizer"]["file"] = TOKENIZER_FILE
+    save_file(_tensors(model), str(dest / WEIGHTS), metadata={"format": "pt"})
+    (dest / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def save_checkpoint(model: Transformer, out: str | Path, tokenizer=None, extra: dict | None = None,
+                    force: bool = False) -> Path:
+    with atomic_dir(out, force=force) as tmp:
+        write_checkpoint_files(model, tmp, tokenizer, extra)
+    return Path(out)
+
+
+def read_meta(ckpt: str | Path) -> dict:
+    ckpt = Path(ckpt)
+    cfg_path = ckpt / CONFIG
+    if not ckpt.is_dir():
+        raise WorkbenchError(f"{ckpt}: no such checkpoint directory")
+    if not cfg_path.is_file() or not (ckpt / WEIGHTS).is_file():
+        raise WorkbenchError(f"{ckpt}: not a model checkpoint (needs {CONFIG} and {WEIGHTS}; "
+                             f"create one with `workbench model init`)")
+    try:
+        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WorkbenchError(f"{cfg_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise WorkbenchError(f"{cfg_path}: not a workbench model config (format should be {FORMAT!r})")
+    if meta.get("version") != VERSION:
+        raise WorkbenchError(f"{cfg_path}: checkpoint version {meta.get('version')!r}, this workbench reads {VERSION}")
+    meta["model"] = ModelConfig.from_dict(meta.get("model"), where=f"{cfg_path}: model")
+    return meta
+
+
+def load_checkpoint(ckpt: str | Path, device=None, **overrides) -> tuple[Transformer, dict]:
+    """(model in eval mode, meta). `overrides` change runtime switches (gradient_checkpointing, compile)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_meta(ckpt)
+    cfg = meta["model"].replace(**overrides) if overrides else meta["model"]
+    path = Path(ckpt) / WEIGHTS
+    try:
+        tensors = load_file(str(path), device=str(device or "cpu"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WorkbenchError(f"{path}: cannot read weights ({e})") from None
+    model = Transformer(cfg, init=False)
+    expected = _tensors(model)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise WorkbenchError(f"{path}: weights do not match config.json"
+                             + (f"; missing {', '.join(missing[:5])}" if missing else "")
+                             + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else ""))
+    for k, t in tensors.items():
+        if t.shape != expected[k].shape:
+            raise WorkbenchError(f"{path}: tensor {k} has shape {tuple(t.shape)}, config.json implies {tuple(expected[k].shape)}")
+        if not t.is_floating_point():
+            raise WorkbenchError(f"{path}: tensor {k} is {t.dtype}, expected floating point")
+    model.load_state_dict(tensors, strict=False)
+    if device is not None:
+        model.to(device)
+    return model.eval(), meta
+
+
+def load_checkpoint_tokenizer(ckpt: str | Path):
+    """The tokenizer recorded in the checkpoint, verified against its hash; cl100k_base when none was recorded."""
+    from workbench.tokenizer import load_tokenizer
+
+    meta = read_meta(ckpt)
+    info = meta.get("tokenizer")
+    spec = (str(Path(ckpt) / info["file"]) if info.get("file") else info.get("name")) if info else None
+    tok = load_tokenizer(spec)
+    if info and info.get("sha256") and tok.sha256 and tok.sha256 != info["sha256"]:
+        raise WorkbenchError(f"{ckpt}: tokenizer {spec} has sha256 {tok.sha256[:12]}…, the checkpoint was "
+                             f"made with {info['sha256'][:12]}…")
+    if tok.vocab_size != meta["model"].vocab_size:
+        raise WorkbenchError(f"{ckpt}: the model has a {meta['model'].vocab_size}-token vocabulary but its "
+                             f"tokenizer {tok.name} has {tok.vocab_size}")
+    return tok
