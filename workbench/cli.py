@@ -32,9 +32,13 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 # Sub-command groups live in their own modules so each stays small; they share _run/_fail below.
 def _register_groups():
     from workbench.cli_data import data_app, tokenizer_app
+    from workbench.cli_model import export, generate, model_app
 
     app.add_typer(data_app, name="data")
     app.add_typer(tokenizer_app, name="tokenizer")
+    app.add_typer(model_app, name="model")
+    app.command()(generate)
+    app.command()(export)
 
 
 @app.command()

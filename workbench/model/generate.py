@@ -157,3 +157,39 @@ def generate(model, prompts: list[list[int]], sampling: SamplingConfig | None = 
         out.logprobs.append(logp[i, :n].tolist())
         out.finished.append(bool(state["done"][i]))
     return out
+
+
+def encode_prompt(tok, text: str, chat: bool = False, system: str | None = None) -> list[int]:
+    """Token ids for a prompt: raw text (a base model continues it) or one ChatML user turn + the
+    assistant header (a chat model answers it; stop at <|im_end|>)."""
+    if not chat:
+        ids = tok.encode(text)
+        if not ids:
+            raise WorkbenchError("the prompt is empty")
+        return ids
+    from workbench.chat import render_chat
+
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return render_chat(tok, messages, add_generation_prompt=True).input_ids
+
+
+class TextDecoder:
+    """Turns a growing list of token ids into text pieces, holding back a token that ends halfway
+    through a UTF-8 character until the rest of it arrives."""
+
+    def __init__(self, tok, skip_ids=()):
+        self.tok, self.skip, self.ids, self.sent = tok, set(skip_ids), [], 0
+
+    def push(self, token: int) -> str:
+        if token not in self.skip:
+            self.ids.append(token)
+        text = self.tok.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""
+        piece, self.sent = text[self.sent:], len(text)
+        return piece
+
+    def flush(self) -> str:
+        text = self.tok.decode(self.ids)
+        piece, self.sent = text[self.sent:], len(text)
+        return piece
