@@ -2,6 +2,7 @@
 
     with atomic_dir("runs/tiny", force=True) as tmp:   # build everything inside tmp ...
         save_file(tensors, tmp / "model.safetensors")  # ... it becomes runs/tiny only on success
+    atomic_write_text("tok.tiktoken", text)            # a file: temporary sibling, fsync, rename
 
 The directory is built as a hidden sibling and renamed into place at the end. On an exception the
 temporary directory is removed and whatever was at the destination before is untouched. Replacing
@@ -20,9 +21,15 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, force: bool = False):
-    path = Path(path)
+def atomic_dir(path: str | os.PathLike, force: bool = False):
+    path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise WorkbenchError(f"{path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not force:
@@ -34,9 +41,10 @@ def atomic_dir(path: str | Path, force: bool = False):
         raise WorkbenchError(f"cannot write to {path.parent}: {e.strerror or e}") from None
     try:
         yield tmp
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / "d")
+            os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -46,15 +54,18 @@ def atomic_dir(path: str | Path, force: bool = False):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a file via a temporary sibling + rename (readers see the old or the new file, never half)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
+    """Write a file via a temporary sibling, fsync and rename: readers see the old or the new file."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding=encoding) as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise

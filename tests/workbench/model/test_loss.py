@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.model.loss import IGNORE, causal_lm_loss, linear_cross_entropy, naive_cross_entropy, token_logprobs
+from workbench.model.loss import IGNORE, causal_lm_loss, linear_cross_entropy, naive_cross_entropy
 
 from .conftest import make
 

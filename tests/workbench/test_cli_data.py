@@ -1,0 +1,52 @@
+"""`workbench data prepare` and `workbench tokenizer train` through the CLI."""
+
+import json
+
+from typer.testing import CliRunner
+
+from tests.conftest import SAMPLE
+from workbench.cli import app
+
+runner = CliRunner()
+
+
+def test_prepare_prints_report_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "data"
+    r = runner.invoke(app, ["data", "prepare", str(SAMPLE / "text.jsonl"), "--out", str(out), "--seq-len", "64"])
+    assert r.exit_code == 0, r.output
+    assert "near_dedup" in r.output and "windows of 64" in r.output
+    assert (out / "index.json").is_file() and (out / "report.md").is_file()
+    r = runner.invoke(app, ["data", "prepare", str(SAMPLE / "text.jsonl"), "--out", str(out)])
+    assert r.exit_code == 1 and "error:" in r.output and "--force" in r.output
+    r = runner.invoke(app, ["data", "prepare", str(SAMPLE / "text.jsonl"), "--out", str(out), "--force",
+                            "--no-quality", "--json", "--seq-len", "64"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["steps"][3]["removed"] == {} and report["output"]["documents"] >= 400
+
+
+def test_prepare_user_errors_exit_1(tmp_path):
+    r = runner.invoke(app, ["data", "prepare", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "no such file or folder" in r.output
+    (tmp_path / "c.yaml").write_text("pack:\n  seq_lenn: 5\n")
+    r = runner.invoke(app, ["data", "prepare", str(SAMPLE / "text.jsonl"), "--out", str(tmp_path / "o"),
+                            "--config", str(tmp_path / "c.yaml")])
+    assert r.exit_code == 1 and "did you mean 'seq_len'" in r.output
+    r = runner.invoke(app, ["data", "prepare", str(SAMPLE / "text.jsonl"), "--out", str(tmp_path / "o"),
+                            "--txt-split", "pages"])
+    assert r.exit_code == 1 and "txt_split must be one of" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_tokenizer_train_then_inspect_with_it(tmp_path):
+    tok = tmp_path / "small.tiktoken"
+    r = runner.invoke(app, ["tokenizer", "train", str(SAMPLE / "text.jsonl"), "--vocab-size", "300",
+                            "--out", str(tok), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["ranks"] == 300
+    r = runner.invoke(app, ["inspect", str(SAMPLE / "chat.jsonl"), "--tokenizer", str(tok), "--limit", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout.splitlines()[0])
+    assert row["input_ids"][0] == 301 and max(row["input_ids"]) <= 302  # <|im_start|>, <|im_end|> after 300
+    r = runner.invoke(app, ["tokenizer", "train", str(SAMPLE / "text.jsonl"), "--vocab-size", "10", "--out", str(tok)])
+    assert r.exit_code == 1 and "between 257" in r.output

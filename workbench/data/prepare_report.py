@@ -1,0 +1,105 @@
+"""The `workbench data prepare` report as markdown (report.md) and as rich tables (the terminal).
+
+    from workbench.data.prepare_report import to_markdown, print_report
+    print_report(json.load(open("runs/data/report.json")), rich.console.Console())
+
+Both read the report dict that prepare() returns and saves as report.json (keys: version, created,
+inputs, out, input, steps[], retained, output, seconds, throughput, config). Characters are measured
+at every step; tokens only after tokenization, so the "tokens out" column of earlier steps is the
+characters divided by the output's characters per token — an estimate, marked with "~".
+"""
+
+from __future__ import annotations
+
+
+def _rows(report: dict) -> list[list[str]]:
+    cpt = next(s for s in report["steps"] if s["name"] == "tokenize").get("chars_per_token") or 1
+    rows = []
+    total = sum(s["seconds"] for s in report["steps"]) or 1
+    for s in report["steps"]:
+        kept = s["docs_out"] / s["docs_in"] if s["docs_in"] else 1.0
+        tokens = f"{s['tokens_out']:,}" if "tokens_out" in s else f"~{s['chars_out'] / cpt:,.0f}"
+        rows.append([s["name"], f"{s['docs_in']:,}", f"{s['docs_out']:,}", f"{kept:.1%}",
+                     f"{s['chars_out']:,}", tokens, f"{s['seconds']:.2f}", f"{s['seconds'] / total:.0%}"])
+    return rows
+
+
+HEADER = ["step", "docs in", "docs out", "kept", "chars out", "tokens out", "s", "time"]
+
+
+def _summary(report: dict) -> list[str]:
+    out, inp, r = report["output"], report["input"], report["retained"]
+    lines = [f"{inp['documents']:,} documents ({inp['bytes'] / 1e6:.2f} MB) from {inp['files']} file(s) -> "
+             f"{out['documents']:,} kept ({r['documents']:.1%} of documents, {r['chars']:.1%} of characters), "
+             f"{out['tokens']:,} tokens ({out['dtype']}, tokenizer {out['tokenizer']['name']})",
+             f"train: {out['train']['documents']:,} documents, {out['train']['tokens']:,} tokens, "
+             f"{out['train']['windows']:,} windows of {out['seq_len']}; val: {out['val']['documents']:,} "
+             f"documents, {out['val']['tokens']:,} tokens, {out['val']['windows']:,} windows",
+             f"{report['seconds']:.1f} s: {report['throughput']['mb_per_s']:.2f} MB/s, "
+             f"{report['throughput']['docs_per_s']:,.0f} docs/s"]
+    if out.get("val_moved_documents"):
+        lines.append(f"val held less than one window, so the last {out['val_moved_documents']} train "
+                     "document(s) went to val")
+    if inp["skipped"]:
+        lines.append("skipped while reading: " + ", ".join(f"{n} {k}" for k, n in inp["skipped"].items()))
+    return lines
+
+
+def _details(report: dict) -> list[tuple[str, list[str]]]:
+    """(heading, bullet lines) per section: removals with examples, lines, PII, clusters."""
+    sections = []
+    for s in report["steps"]:
+        items = []
+        for reason, n in s["removed"].items():
+            items.append(f"{reason}: {n:,}")
+            items += [f"    e.g. {ex!r}" for ex in s["examples"].get(reason, [])]
+        if s.get("lines_removed"):
+            items.append("lines removed (document kept): " +
+                         ", ".join(f"{k!r} {n:,}" for k, n in s["lines_removed"].items()))
+        if "replacements" in s:
+            items.append("replaced: " + ", ".join(f"{k} {n:,}" for k, n in s["replacements"].items()))
+        for c in s.get("clusters", []):
+            items.append(f"cluster of {c['size']} ({c['duplicates_removed']} removed), kept: {c['kept']!r}")
+        if items:
+            sections.append((s["name"], items))
+    return sections
+
+
+def to_markdown(report: dict) -> str:
+    lines = ["# Data preparation report", "", f"Created {report['created']}; inputs: "
+             + ", ".join(f"`{i}`" for i in report["inputs"]), ""]
+    lines += [f"- {line}" for line in _summary(report)] + [""]
+    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" + "---:|" * (len(HEADER) - 1)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(report)] + [""]
+    for heading, items in _details(report):
+        lines += [f"## {heading}", ""]
+        for item in items:
+            lines.append(f"  - {item.strip()}" if item.startswith("    ") else f"- {item}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def print_report(report: dict, console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from workbench.inspector import printable
+
+    from rich import box
+
+    table = Table(title="workbench data prepare (tokens: ~ = estimated from characters)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    rows = _rows(report)
+    for i, h in enumerate(HEADER):  # numbers never cut: headers wrap instead
+        table.add_column(h, justify="left" if i == 0 else "right", min_width=max(len(r[i]) for r in rows))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for heading, items in _details(report):
+        console.print(Text(heading, style="bold"))
+        for item in items:
+            console.print(Text("  " + printable(item), style="dim" if item.startswith("    ") else ""),
+                          soft_wrap=False, overflow="ellipsis", no_wrap=True)
+    for line in _summary(report):
+        console.print(Text(line))
+    console.print(Text(f"report: {report['out']}/report.md, report.json", style="dim"))
