@@ -41,7 +41,10 @@ def _config(preset_name: str, tokenizer: Optional[str], sets: list[str]):
     from workbench.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer)
-    return preset(preset_name, **{"vocab_size": tok.vocab_size, **_parse_sets(sets)}), tok
+    overrides = _parse_sets(sets)
+    if "vocab_size" in overrides:
+        _cli()._fail("the vocabulary follows the tokenizer: use --tokenizer (e.g. a trained .tiktoken file), not --set vocab_size")
+    return preset(preset_name, **{"vocab_size": tok.vocab_size, **overrides}), tok
 
 
 @model_app.command()

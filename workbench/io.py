@@ -28,8 +28,17 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, force: bool = False):
+def atomic_dir(path: str | os.PathLike, force: bool = False, protect=()):
+    """`protect`: paths (the inputs) that must not be inside `path`, since replacing it would delete them."""
     path = Path(path).expanduser()
+    if not str(path) or path.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        raise WorkbenchError(f"refusing to write into {str(path) or '(empty path)'!r}: it is the current directory "
+                             f"or one of its parents; name a new directory")
+    target = path.resolve()
+    for p in protect:
+        p = Path(p).expanduser().resolve()
+        if p == target or target in p.parents:
+            raise WorkbenchError(f"{path} contains the input {p}; writing there would delete it — choose another output")
     if path.exists() and not path.is_dir():
         raise WorkbenchError(f"{path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not force:

@@ -51,6 +51,8 @@ def train_tokenizer(corpus: list[str], vocab_size: int, out: str | os.PathLike, 
     if out.is_dir() or (out.exists() and not force):
         raise WorkbenchError(f"{out} already exists; use --force to replace it")
     read = read or ReadConfig()
+    # read the evaluation text first: a bad --eval must fail before anything is written
+    eval_docs = list(iter_documents(eval_files, read, ReadStats())) if eval_files else None
     stats = ReadStats()
     held: list[str] = []
     held_bytes = 0
@@ -82,8 +84,8 @@ def train_tokenizer(corpus: list[str], vocab_size: int, out: str | os.PathLike, 
     _write_ranks(out, ranks)
     tok = load_tokenizer(out)
 
-    if eval_files:
-        held = list(iter_documents(eval_files, read, ReadStats()))
+    if eval_docs is not None:
+        held = eval_docs
         source = f"{', '.join(eval_files)}"
     elif held:
         source = f"held-out {held_out:.0%} of documents ({len(held):,})"

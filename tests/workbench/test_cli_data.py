@@ -50,3 +50,16 @@ def test_tokenizer_train_then_inspect_with_it(tmp_path):
     assert row["input_ids"][0] == 301 and max(row["input_ids"]) <= 302  # <|im_start|>, <|im_end|> after 300
     r = runner.invoke(app, ["tokenizer", "train", str(SAMPLE / "text.jsonl"), "--vocab-size", "10", "--out", str(tok)])
     assert r.exit_code == 1 and "between 257" in r.output
+
+
+def test_force_never_deletes_the_inputs_and_a_bad_eval_writes_nothing(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    corpus = data / "corpus.jsonl"
+    corpus.write_text((SAMPLE / "text.jsonl").read_text())
+    r = runner.invoke(app, ["data", "prepare", str(corpus), "--out", str(data), "--force"])
+    assert r.exit_code == 1 and "contains the input" in r.output and corpus.exists()
+    out = tmp_path / "t.tiktoken"
+    r = runner.invoke(app, ["tokenizer", "train", str(corpus), "--vocab-size", "300", "--out", str(out),
+                            "--eval", str(tmp_path / "nope.txt")])
+    assert r.exit_code == 1 and not out.exists()

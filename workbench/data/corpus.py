@@ -111,7 +111,7 @@ def iter_documents(inputs: list[str], cfg: ReadConfig, stats: ReadStats):
         suffix = path.suffix.lower()
         problem = None if suffix == ".parquet" else _utf8_problem(path)
         if problem and (suffix == ".txt" or not cfg.skip_bad):
-            stats.skip("not UTF-8 text", f"{path}: {problem}", cfg.skip_bad, " (--skip-bad skips the file)")
+            stats.skip("not UTF-8", f"{path}: {problem}", cfg.skip_bad, " (--skip-bad skips the file)")
             continue
         if suffix == ".txt":
             docs = _txt_documents(path, cfg, stats)
@@ -224,7 +224,10 @@ def _json_lines_slowly(path: Path, cfg: ReadConfig, stats: ReadStats, skip: int)
 
 
 def _kind(value) -> str:
-    return "missing" if value is None else f"a {type(value).__name__}"
+    if value is None:
+        return "null or missing"
+    name = {"int": "an integer", "float": "a number", "bool": "a boolean", "list": "a list", "dict": "an object"}
+    return name.get(type(value).__name__, f"a {type(value).__name__}")
 
 
 def _line_of_record(path: Path, n: int) -> int:

@@ -69,8 +69,9 @@ class PrepareConfig:
         self.input.validate()
         self.dedup.validate()
         p = self.pack
-        if p.seq_len < 1 or p.shard_tokens < 1 or p.num_threads < 0:
-            raise WorkbenchError("pack.seq_len and pack.shard_tokens must be at least 1, pack.num_threads at least 0")
+        for name, value, low in (("seq_len", p.seq_len, 1), ("shard_tokens", p.shard_tokens, 1), ("num_threads", p.num_threads, 0)):
+            if value < low:
+                raise WorkbenchError(f"pack.{name} must be at least {low}, got {value}")
         if not 0.0 <= p.val_fraction < 1.0:
             raise WorkbenchError(f"pack.val_fraction must be in [0, 1), got {p.val_fraction}")
 
@@ -86,6 +87,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except OSError as e:
             raise WorkbenchError(f"cannot read config {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise WorkbenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
         except yaml.YAMLError as e:
             raise WorkbenchError(f"{path}: not valid YAML: {e}") from None
         if not isinstance(data, dict):
@@ -191,7 +194,7 @@ def prepare(inputs: list[str], out: str | os.PathLike, cfg: PrepareConfig | None
     cfg.validate()
     out = Path(out).expanduser()
     tok = load_tokenizer(cfg.pack.tokenizer)
-    with atomic_dir(out, force=force) as tmp:
+    with atomic_dir(out, force=force, protect=inputs) as tmp:
         report = _run(inputs, tmp, out, cfg, tok, progress)
     return report
 

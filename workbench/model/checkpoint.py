@@ -73,7 +73,16 @@ def read_meta(ckpt: str | Path) -> dict:
         raise WorkbenchError(f"{cfg_path}: not a workbench model config (format should be {FORMAT!r})")
     if meta.get("version") != VERSION:
         raise WorkbenchError(f"{cfg_path}: checkpoint version {meta.get('version')!r}, this workbench reads {VERSION}")
-    meta["model"] = ModelConfig.from_dict(meta.get("model"), where=f"{cfg_path}: model")
+    meta["model"] = ModelConfig.from_dict(meta.get("model"), where=f"{cfg_path}: model", complete=True)
+    info = meta.get("tokenizer")
+    if info is not None:
+        ok = isinstance(info, dict) and isinstance(info.get("name"), str) and (
+            info.get("file") is None or (isinstance(info["file"], str) and info["file"] == Path(info["file"]).name))
+        if not ok or not isinstance(info.get("sha256"), (str, type(None))):
+            raise WorkbenchError(f"{cfg_path}: 'tokenizer' must be an object with a string 'name', an optional "
+                                 f"'sha256' and an optional 'file' inside the checkpoint directory")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise WorkbenchError(f"{cfg_path}: 'extra' must be an object")
     return meta
 
 
@@ -102,6 +111,8 @@ def load_checkpoint(ckpt: str | Path, device=None, **overrides) -> tuple[Transfo
             raise WorkbenchError(f"{path}: tensor {k} has shape {tuple(t.shape)}, config.json implies {tuple(expected[k].shape)}")
         if not t.is_floating_point():
             raise WorkbenchError(f"{path}: tensor {k} is {t.dtype}, expected floating point")
+        if not bool(torch.isfinite(t).all()):
+            raise WorkbenchError(f"{path}: tensor {k} contains NaN or infinite values (a diverged run?)")
     model.load_state_dict(tensors, strict=False)
     if device is not None:
         model.to(device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 
 from workbench.errors import WorkbenchError
@@ -121,14 +122,21 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "config") -> "ModelConfig":
+    def from_dict(cls, d: dict, where: str = "config", complete: bool = False) -> "ModelConfig":
+        """Build and validate from a dict. Unknown keys, wrong types and non-finite numbers are errors;
+        with complete=True (a saved checkpoint) every architecture setting must be present too."""
         if not isinstance(d, dict):
             raise WorkbenchError(f"{where}: expected a JSON object of model settings")
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        for key, value in d.items():
+            if key not in fields:
+                hint = difflib.get_close_matches(key, fields, n=1)
                 raise WorkbenchError(f"{where}: unknown model setting {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            _check_type(key, value, fields[key], where)
+        if complete:
+            missing = [k for k in fields if k not in d and k not in _RUNTIME]
+            if missing:
+                raise WorkbenchError(f"{where}: missing model setting(s) {', '.join(missing)}")
         return cls(**d).validate()
 
     def replace(self, **overrides) -> "ModelConfig":
@@ -186,6 +194,24 @@ class ModelConfig:
             "kv_cache_ratio_vs_mha": kv_per_token / mha_kv,
             "kv_dtype_bytes": dtype_bytes,
         }
+
+
+_RUNTIME = ("gradient_checkpointing", "compile")
+
+
+def _check_type(key: str, value, annotation: str, where: str) -> None:
+    """Settings come from JSON, YAML and the command line: check them against the field's type."""
+    kinds = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string"}
+    base = annotation.replace(" | None", "")
+    if value is None and "None" in annotation:
+        return
+    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+          "bool": isinstance(value, bool),
+          "str": isinstance(value, str)}[base]
+    if not ok:
+        extra = " or null" if "None" in annotation else ""
+        raise WorkbenchError(f"{where}: {key} must be {kinds[base]}{extra}, got {value!r}")
 
 
 # Presets. `tiny` runs the test-suite and CPU demos in seconds; `small` is a CPU afternoon; `base`

@@ -17,6 +17,7 @@ temperature (TRL's convention): the same number a trainer recomputes from logits
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -37,11 +38,11 @@ class SamplingConfig:
     def validate(self) -> "SamplingConfig":
         if self.max_new_tokens < 1:
             raise WorkbenchError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise WorkbenchError(f"temperature must be 0 (greedy) or more, got {self.temperature}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise WorkbenchError(f"temperature must be 0 (greedy) or a positive number, got {self.temperature}")
         if self.top_k < 0:
             raise WorkbenchError(f"top_k must be 0 (off) or more, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
             raise WorkbenchError(f"top_p must be in (0, 1], got {self.top_p}")
         return self
 
@@ -97,6 +98,10 @@ def stream(model, prompts: list[list[int]], sampling: SamplingConfig, stop_ids=(
     device = device or next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id, device)
     B, P = ids.shape
+    if P + sampling.max_new_tokens > cfg.max_seq_len:
+        raise WorkbenchError(f"prompt ({P} tokens) + max_new_tokens ({sampling.max_new_tokens}) exceeds the model's "
+                             f"context of {cfg.max_seq_len} tokens (max_seq_len); ask for at most "
+                             f"{max(cfg.max_seq_len - P, 0)} new tokens")
     dtype = next(model.parameters()).dtype
     cache = KVCache(cfg, B, P + sampling.max_new_tokens, device=device, dtype=dtype)
     gen = torch.Generator(device=device)

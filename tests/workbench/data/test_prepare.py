@@ -110,7 +110,7 @@ def test_existing_output_needs_force_and_survives_failures(tmp_path):
     ("bad.jsonl", b'{"text": "fine document here"}\n{"text": "caf\xe9"}\n', "line 2, column 14: invalid UTF-8"),
     ("empty.jsonl", b"", "file is empty"),
     ("broken.jsonl", b'{"text": "ok"}\n{"text": \n', "broken.jsonl:2: malformed JSON"),
-    ("num.jsonl", b'{"text": "ok"}\n{"text": 5}\n', "num.jsonl:2: 'text' is a int"),
+    ("num.jsonl", b'{"text": "ok"}\n{"text": 5}\n', "num.jsonl:2: 'text' is an integer"),
     ("other.jsonl", b'{"body": "ok"}\n', "no 'text' field (fields: body)"),
 ])
 def test_bad_inputs_named(tmp_path, name, content, message):
@@ -137,8 +137,8 @@ def test_skip_bad_counts_and_reports(tmp_path):
     report = prepare([str(tmp_path)], tmp_path / "out", load_config(None, {"input.skip_bad": True, "pack.seq_len": 8,
                                                                              "dedup.near": False}))
     assert report["output"]["documents"] == 5
-    assert report["input"]["skipped"] == {"not UTF-8": 1, "malformed JSON": 1, "text not a string": 1,
-                                          "not UTF-8 text": 1, "empty file": 1}
+    assert report["input"]["skipped"] == {"not UTF-8": 2, "malformed JSON": 1, "text not a string": 1,
+                                          "empty file": 1}
     assert "a.jsonl:4" in report["input"]["first_skipped"]["not UTF-8"]
 
 

@@ -109,3 +109,31 @@ def test_a_trained_tokenizer_file_is_copied_in(tmp_path):
     again = load_checkpoint_tokenizer(tmp_path / "ck")
     assert again.sha256 == tok.sha256 and again.encode("héllo") == tok.encode("héllo")
     assert (tmp_path / "ck" / ck.TOKENIZER_FILE).is_file()
+
+
+def _edit_config(path, fn):
+    meta = json.loads((path / "config.json").read_text())
+    fn(meta)
+    (path / "config.json").write_text(json.dumps(meta))
+
+
+def test_a_missing_setting_is_an_error_not_a_silent_default(tmp_path):
+    save_checkpoint(make("tiny", rope_theta=500000.0), tmp_path / "ck")
+    _edit_config(tmp_path / "ck", lambda m: m["model"].pop("rope_theta"))
+    with pytest.raises(WorkbenchError, match="missing model setting.*rope_theta"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_non_finite_weights_and_odd_tokenizer_entries_are_refused(tmp_path, tok):
+    from safetensors.torch import load_file, save_file
+
+    save_checkpoint(make("tiny"), tmp_path / "ck", tokenizer=tok)
+    weights = tmp_path / "ck" / "model.safetensors"
+    tensors = load_file(str(weights))
+    tensors["norm.weight"][0] = float("nan")
+    save_file(tensors, str(weights))
+    with pytest.raises(WorkbenchError, match="norm.weight contains NaN"):
+        load_checkpoint(tmp_path / "ck")
+    _edit_config(tmp_path / "ck", lambda m: m["tokenizer"].update(file="../../etc/passwd"))
+    with pytest.raises(WorkbenchError, match="inside the checkpoint directory"):
+        load_checkpoint_tokenizer(tmp_path / "ck")

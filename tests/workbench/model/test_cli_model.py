@@ -54,3 +54,8 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path):
         r = run(*args)
         assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, (args, r.output)
     assert not (tmp_path / "x").exists()
+
+
+def test_vocab_size_follows_the_tokenizer_not_set(tmp_path):
+    r = run("model", "init", "--out", tmp_path / "v", "--set", "vocab_size=10")
+    assert r.exit_code == 1 and "follows the tokenizer" in r.output and not (tmp_path / "v").exists()

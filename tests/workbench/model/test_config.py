@@ -65,3 +65,16 @@ def test_unknown_preset_suggests_one():
 def test_config_round_trips_through_a_dict():
     cfg = preset("small", q_lora_rank=None)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"tie_embeddings": "false"}, "tie_embeddings must be true or false, got 'false'"),
+    ({"q_lora_rank": 1.5}, "q_lora_rank must be an integer or null"),
+    ({"init_std": float("inf")}, "init_std must be a finite number"),
+    ({"rope_theta": "10000"}, "rope_theta must be a finite number"),
+    ({"n_layers": True}, "n_layers must be an integer"),
+])
+def test_settings_of_the_wrong_type_are_refused(overrides, message):
+    with pytest.raises(WorkbenchError) as e:
+        preset("tiny", **overrides)
+    assert message in str(e.value)

@@ -97,3 +97,12 @@ def test_text_decoder_holds_back_half_characters(tok):
     pieces = [dec.push(i) for i in ids + [tok.eot_id]]
     assert "".join(pieces) + dec.flush() == "naïve 🙂 ok"
     assert all("\ufffd" not in p for p in pieces)
+
+
+def test_non_finite_settings_and_overlong_requests_are_refused():
+    model = make("tiny")
+    for kw in ({"temperature": float("nan")}, {"temperature": float("inf")}, {"top_p": float("nan")}):
+        with pytest.raises(WorkbenchError, match="temperature|top_p"):
+            generate(model, [[1]], SamplingConfig(**kw))
+    with pytest.raises(WorkbenchError, match="exceeds the model's context of 512 tokens.*at most 509 new"):
+        generate(model, [[1, 2, 3]], SamplingConfig(max_new_tokens=10_000_000))
