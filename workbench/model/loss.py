@@ -44,8 +44,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         lse = torch.empty_like(nll)
         for s in range(0, h.shape[0], chunk):
             logits = _chunk_logits(h[s:s + chunk], W, vocab_limit, scale)
-            lse[s:s + chunk] = torch.logsumexp(logits, dim=-1)
-            nll[s:s + chunk] = lse[s:s + chunk] - logits.gather(1, targets[s:s + chunk, None])[:, 0]
+            target = logits.gather(1, targets[s:s + chunk, None])[:, 0]
+            # log-sum-exp in place: on CPU every fresh [chunk, V] temporary costs page faults
+            m = logits.amax(dim=-1)
+            lse[s:s + chunk] = logits.sub_(m[:, None]).exp_().sum(-1).log_().add_(m)
+            nll[s:s + chunk] = lse[s:s + chunk] - target
         ctx.save_for_backward(h, W, targets, lse)
         ctx.vocab_limit, ctx.chunk, ctx.scale = vocab_limit, chunk, scale
         return nll
@@ -59,14 +62,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for s in range(0, h.shape[0], ctx.chunk):
             hc = h[s:s + ctx.chunk]
             # d nll / d logits = softmax - onehot; times the incoming gradient and the logit scale
-            p = torch.exp(_chunk_logits(hc, W, ctx.vocab_limit, ctx.scale) - lse[s:s + ctx.chunk, None])
+            p = _chunk_logits(hc, W, ctx.vocab_limit, ctx.scale).sub_(lse[s:s + ctx.chunk, None]).exp_()
             p[torch.arange(p.shape[0], device=p.device), targets[s:s + ctx.chunk]] -= 1
             p *= grad_nll[s:s + ctx.chunk, None] * ctx.scale
             p = p.to(hc.dtype)
             if grad_h is not None:
                 grad_h[s:s + ctx.chunk] = p @ W.to(hc.dtype)
             if grad_W is not None:
-                grad_W += (p.t() @ hc).float()
+                if hc.dtype == grad_W.dtype:
+                    grad_W.addmm_(p.t(), hc)  # no [V, d] temporary per chunk
+                else:
+                    grad_W += (p.t() @ hc).float()
         return grad_h, (grad_W.to(W.dtype) if grad_W is not None else None), None, None, None, None
 
 
