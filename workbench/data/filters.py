@@ -148,6 +148,15 @@ Verdict = tuple[bool, str]
 KEEP: Verdict = (True, "")
 
 
+def _within(value: float, low, high, what: str) -> Verdict:
+    """A bound that is 0 or None is off."""
+    if low and value < low:
+        return False, f"{what} below {low}"
+    if high and value > high:
+        return False, f"{what} above {high}"
+    return KEEP
+
+
 def word_count(doc: Doc, cfg: FilterConfig) -> Verdict:
     n = len(doc.words)
     if cfg.min_words and n < cfg.min_words:
@@ -159,11 +168,7 @@ def word_count(doc: Doc, cfg: FilterConfig) -> Verdict:
 
 def mean_word_length(doc: Doc, cfg: FilterConfig) -> Verdict:
     mean = sum(map(len, doc.words)) / max(len(doc.words), 1)
-    if cfg.min_mean_word_length and mean < cfg.min_mean_word_length:
-        return False, f"mean word length below {cfg.min_mean_word_length}"
-    if cfg.max_mean_word_length and mean > cfg.max_mean_word_length:
-        return False, f"mean word length above {cfg.max_mean_word_length}"
-    return KEEP
+    return _within(mean, cfg.min_mean_word_length, cfg.max_mean_word_length, "mean word length")
 
 
 def symbol_ratio(doc: Doc, cfg: FilterConfig) -> Verdict:

@@ -11,8 +11,8 @@ exact_dedup -> near_dedup -> tokenize. Documents stream through in batches (`inp
 memory holds one batch, the dedup signatures and the shard writers' open files, never the corpus.
 
 Output folder (see shards.py for the format): train_*.bin, val_*.bin, report.json, report.md and,
-last, index.json. Everything is built in a sibling `DIR.tmp-XXXX` folder and renamed to DIR only
-when complete; on any error the temporary folder is removed and an existing DIR is left untouched.
+last, index.json. Everything is built in a hidden temporary sibling folder and renamed to DIR only
+when complete (workbench.io.atomic_dir); on any error the temporary folder is removed and an existing DIR is left untouched.
 """
 
 from __future__ import annotations
