@@ -63,3 +63,19 @@ def test_force_never_deletes_the_inputs_and_a_bad_eval_writes_nothing(tmp_path):
     r = runner.invoke(app, ["tokenizer", "train", str(corpus), "--vocab-size", "300", "--out", str(out),
                             "--eval", str(tmp_path / "nope.txt")])
     assert r.exit_code == 1 and not out.exists()
+
+
+def test_a_jsonl_line_that_is_an_array_is_refused_wherever_it_is(tmp_path):
+    for name, body in (("first.jsonl", '[{"text": "a b c d e f"}, {"text": "g h i j k l"}]\n'),
+                       ("second.jsonl", '{"text": "a b c d e f"}\n[{"text": "g h i j k l"}]\n')):
+        (tmp_path / name).write_text(body)
+        r = runner.invoke(app, ["data", "prepare", str(tmp_path / name), "--out", str(tmp_path / f"o-{name}")])
+        assert r.exit_code == 1 and "expected a JSON object, got list" in r.output, r.output
+
+
+def test_a_range_error_in_the_config_names_the_file(tmp_path):
+    cfg = tmp_path / "prep.yaml"
+    cfg.write_text("dedup:\n  threshold: 1.5\n")
+    r = runner.invoke(app, ["data", "prepare", str(SAMPLE / "text.jsonl"), "--out", str(tmp_path / "o"),
+                            "--config", str(cfg)])
+    assert r.exit_code == 1 and "prep.yaml" in r.output and "threshold" in r.output, r.output

@@ -157,6 +157,10 @@ def _txt_documents(path: Path, cfg: ReadConfig, stats: ReadStats):
 def _record_documents(path: Path, cfg: ReadConfig, stats: ReadStats):
     builder = "parquet" if path.suffix.lower() == ".parquet" else "json"
     n = 0
+    if path.suffix.lower() == ".jsonl" and _starts_with_array(path):
+        # `datasets` would read a JSON array on line 1 as many records; a .jsonl line must be an object
+        yield from _json_lines_slowly(path, cfg, stats, skip=0)
+        return
     try:
         ds = _stream(builder, path)
         for batch in ds.iter(batch_size=cfg.batch_size):
@@ -183,6 +187,12 @@ def _record_documents(path: Path, cfg: ReadConfig, stats: ReadStats):
             stats.skip("unreadable file", f"{path}: cannot be read as parquet: {str(cause)[:200]}", cfg.skip_bad)
             return
     yield from _json_lines_slowly(path, cfg, stats, skip=n)
+
+
+def _starts_with_array(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"[")
 
 
 def _json_lines_slowly(path: Path, cfg: ReadConfig, stats: ReadStats, skip: int):

@@ -95,6 +95,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
             raise WorkbenchError(f"{path}: expected sections (input, filters, pii, dedup, pack, report)")
     for section, key, value in _flatten(data, path):
         _set(cfg, section, key, value, path)
+    if path is not None:  # a value out of range in the file: say which file
+        try:
+            cfg.validate()
+        except WorkbenchError as e:
+            raise WorkbenchError(f"{path}: {e}") from None
     for dotted, value in (overrides or {}).items():
         _set(cfg, *dotted.split(".", 1), value, "override")
     cfg.validate()
