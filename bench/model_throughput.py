@@ -177,7 +177,6 @@ def bench_generate(args, device, runs, n_new, prompt_len=32):
             results[(name, B)] = speedup
             rows.append([name, B, f"{B * n_new / t_full:,.0f}", f"{B * n_new / t_cache:,.0f}",
                          f"**{speedup:.1f}x**", f"{same:.0%}"])
-        del model
     print(f"### Greedy generation ({prompt_len}-token prompt, {n_new} new tokens, no stop token, "
           f"{torch.get_num_threads()} torch thread(s))\n")
     torch.set_num_threads(threads)
