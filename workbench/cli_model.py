@@ -145,21 +145,18 @@ def generate(
         ids = [encode_prompt(tok, p, chat, system) for p in prompts]
         stop = [tok.im_end_id] if chat else [tok.eot_id]
         decoders = [TextDecoder(tok, skip_ids=stop) for _ in prompts]
-        texts = [""] * len(prompts)
         for nxt, _, done in stream(model, ids, sampling, stop_ids=stop, pad_id=tok.pad_id):
             for i, t in enumerate(nxt.tolist()):
                 if not done[i]:
                     piece = decoders[i].push(t)
-                    texts[i] += piece
-                    if len(prompts) == 1:
+                    if len(prompts) == 1:  # stream a single answer as it comes
                         sys.stdout.write(piece)
                         sys.stdout.flush()
-        tails = [d.flush() for d in decoders]
         if len(prompts) == 1:
-            print(tails[0])
+            print(decoders[0].flush())
         else:
-            for p, t, tail in zip(prompts, texts, tails):
-                print(f"--- {p}\n{t}{tail}")
+            for p, d in zip(prompts, decoders):
+                print(f"--- {p}\n{tok.decode(d.ids)}")
 
     cli._run(run)
 

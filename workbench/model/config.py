@@ -243,11 +243,3 @@ def preset(name: str, **overrides) -> ModelConfig:
     if variant == "dense":
         values.update(_DENSE)
     return ModelConfig.from_dict({**ModelConfig().to_dict(), **values, **overrides}, where=f"preset {name!r}")
-
-
-def describe_preset(name: str) -> str:
-    cfg = preset(name)
-    kind = "MLA + DeepSeekMoE" if cfg.attention == "mla" else "MHA + SwiGLU"
-    return f"{name}: {kind}, d={cfg.d_model}, {cfg.n_layers} layers"
-
-

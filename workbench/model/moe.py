@@ -68,11 +68,11 @@ class MoE(nn.Module):
         # Balance loss over real tokens only.
         if valid is not None:
             keep = valid.reshape(-1).bool()
-            scores_v, flat_v = scores[keep], experts[keep].reshape(-1)
+            scores_v = scores[keep]
+            load = torch.bincount(experts[keep].reshape(-1), minlength=E).to(scores.dtype)
         else:
-            scores_v, flat_v = scores, flat
+            scores_v, load = scores, counts.to(scores.dtype)
         n = max(scores_v.shape[0], 1)
-        load = torch.bincount(flat_v, minlength=E).to(scores.dtype)
         balance = (load * E / (k * n) * scores_v.sum(0) / n).sum()
         self.last_load = load.detach()
         return y.view(shape), balance

@@ -91,9 +91,6 @@ class Transformer(nn.Module):
         self.embed_tokens.weight[self.cfg.vocab_size:] = 0
         self.lm_head.weight[self.cfg.vocab_size:] = 0
 
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, input_ids, labels=None, attention_mask=None, position_ids=None,
                 cache: KVCache | None = None, logits_to_keep: int | None = None, return_hidden: bool = False):
         B, T = input_ids.shape
