@@ -1,0 +1,317 @@
+"""One config dataclass per stage, read from YAML (yaml.safe_load) plus `key=value` overrides.
+
+    from workbench.train.config import load_config
+    cfg = load_config("sft", "configs/sft/tiny.yaml", ["lr=1e-4", "max_steps=50"])
+
+`TrainConfig` holds what every stage shares (optimiser, schedule, batching, checkpoints, device);
+each stage adds its own fields and overrides a few defaults (SFT a lower learning rate, DPO and PPO
+lower still). Defaults are sensible for the `tiny` preset on a CPU. Every check says what to change:
+unknown keys get a did-you-mean, numbers are range-checked, `1e-4` written in YAML (a string to
+YAML 1.1) is read as the number it is meant to be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+STAGES = ("pretrain", "sft", "rm", "dpo", "ppo")
+
+
+@dataclass
+class TrainConfig:
+    stage: str = ""
+    # --- where from and to
+    init_from: str | None = None  # parent checkpoint (a checkpoint dir or a run dir: its latest); pretrain: optional
+    data: str | None = None  # training data: a file, folder or hub name (pretrain: also a prepared shard folder)
+    format: str | None = None  # data format (default: detected from the field names)
+    val_data: str | None = None  # validation data; default: val_fraction of `data` held out
+    val_fraction: float = 0.05
+    skip_bad: bool = False  # skip (and count) bad records instead of stopping at the first
+    # --- optimisation
+    seed: int = 0
+    max_steps: int = 200  # optimizer steps
+    batch_size: int = 8  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 3e-3  # peak learning rate
+    schedule: str = "cosine"  # cosine | linear | constant (after warmup)
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # the decay ends at lr * min_lr_ratio
+    weight_decay: float = 0.1  # AdamW; never applied to norms, biases or embeddings
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping (the norm is still logged)
+    max_nonfinite: int = 5  # stop after this many non-finite steps in a row (each one is skipped)
+    # --- evaluation and checkpoints
+    eval_every: int = 50  # steps; 0 = only at the end
+    eval_batches: int = 8  # validation batches per evaluation; 0 = the whole validation set
+    save_every: int = 100  # steps; 0 = only at the end (and on stop)
+    keep_checkpoints: int = 2  # newest step checkpoints kept; 0 = keep all
+    # --- hardware
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    tensorboard: bool = True  # also log to RUN/tensorboard when the tensorboard package is installed
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "TrainConfig":
+        c = self
+
+        def need(cond, msg):
+            if not cond:
+                raise WorkbenchError(msg)
+
+        need(c.lr > 0, f"lr must be a positive number, got {c.lr}")
+        for name in ("max_steps", "batch_size", "grad_accum"):
+            need(getattr(c, name) >= 1, f"{name} must be at least 1, got {getattr(c, name)}")
+        for name in ("warmup_steps", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "seed"):
+            need(getattr(c, name) >= 0, f"{name} must be 0 or more, got {getattr(c, name)}")
+        need(c.max_nonfinite >= 1, f"max_nonfinite must be at least 1, got {c.max_nonfinite}")
+        need(c.schedule in ("cosine", "linear", "constant"),
+             f"schedule must be cosine, linear or constant, got {c.schedule!r}")
+        need(0 <= c.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
+        need(c.weight_decay >= 0, f"weight_decay must be 0 or more, got {c.weight_decay}")
+        need(0 <= c.beta1 < 1 and 0 <= c.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {c.beta1}, {c.beta2}")
+        need(c.eps > 0, f"eps must be positive, got {c.eps}")
+        need(c.grad_clip >= 0, f"grad_clip must be 0 (off) or positive, got {c.grad_clip}")
+        need(0 <= c.val_fraction < 1, f"val_fraction must be in [0, 1), got {c.val_fraction}")
+        need(c.dtype in ("auto", "fp32", "bf16"), f"dtype must be auto, fp32 or bf16, got {c.dtype!r}")
+        need(c.device == "auto" or c.device == "cpu" or c.device.startswith("cuda"),
+             f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")
+        need(c.data is not None, f"{c.stage}: no training data: set data (in the config file or data=PATH)")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    stage: str = "pretrain"
+    data: str | None = "sample_data/text.jsonl"
+    preset: str = "tiny"  # model preset when starting from scratch (no init_from)
+    model: dict = field(default_factory=dict)  # overrides of the preset's fields, e.g. {n_layers: 2}
+    tokenizer: str | None = None  # cl100k_base (default), another tiktoken encoding or a .tiktoken file
+    seq_len: int = 256  # tokens per training window (documents are packed, <|endoftext|> between them)
+
+    def validate(self):
+        super().validate()
+        if self.seq_len < 1:
+            raise WorkbenchError(f"seq_len must be at least 1, got {self.seq_len}")
+        return self
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    stage: str = "sft"
+    data: str | None = "sample_data/chat.jsonl"
+    lr: float = 1e-3
+    max_len: int = 512  # tokens per conversation (longer ones are cut; see workbench.data.collate)
+    mode: str = "all"  # which assistant turns are trained: all | last
+    packing: bool = False  # pack several conversations per row (no attention across them)
+
+    def validate(self):
+        super().validate()
+        if self.max_len < 2:
+            raise WorkbenchError(f"max_len must be at least 2, got {self.max_len}")
+        if self.mode not in ("all", "last"):
+            raise WorkbenchError(f"mode must be all or last, got {self.mode!r}")
+        return self
+
+
+@dataclass
+class RMConfig(TrainConfig):
+    stage: str = "rm"
+    data: str | None = "sample_data/preference.jsonl"
+    lr: float = 3e-4
+    max_len: int = 512  # tokens per prompt + response
+    center_rewards_coef: float = 0.0  # optional penalty pulling mean reward to 0 (TRL's center_rewards_coefficient)
+
+    def validate(self):
+        super().validate()
+        if self.max_len < 2:
+            raise WorkbenchError(f"max_len must be at least 2, got {self.max_len}")
+        if self.center_rewards_coef < 0:
+            raise WorkbenchError(f"center_rewards_coef must be 0 or more, got {self.center_rewards_coef}")
+        return self
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    stage: str = "dpo"
+    data: str | None = "sample_data/preference.jsonl"
+    lr: float = 1e-4
+    warmup_steps: int = 5
+    max_len: int = 512
+    beta: float = 0.1  # strength of the implicit KL constraint to the reference
+    loss_type: str = "sigmoid"  # sigmoid (DPO) | ipo
+    label_smoothing: float = 0.0  # conservative DPO: assumed fraction of flipped labels
+    precompute_ref: bool = True  # reference log-probs computed once before training
+
+    def validate(self):
+        super().validate()
+        if not self.beta > 0:
+            raise WorkbenchError(f"beta must be positive, got {self.beta}")
+        if self.loss_type not in ("sigmoid", "ipo"):
+            raise WorkbenchError(f"loss_type must be sigmoid or ipo, got {self.loss_type!r}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise WorkbenchError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.max_len < 2:
+            raise WorkbenchError(f"max_len must be at least 2, got {self.max_len}")
+        return self
+
+
+@dataclass
+class PPOConfig(TrainConfig):
+    stage: str = "ppo"
+    data: str | None = "sample_data/prompts.jsonl"  # prompts
+    reward_model: str | None = None  # a checkpoint written by `workbench train rm`
+    lr: float = 3e-5
+    warmup_steps: int = 0
+    batch_size: int = 8  # prompts per rollout (one optimizer "step" = one rollout + its PPO epochs)
+    max_prompt_len: int = 128  # prompts keep their last tokens
+    max_new_tokens: int = 48
+    temperature: float = 1.0  # sampling and training log-probs use the same temperature
+    ppo_epochs: int = 4
+    num_minibatches: int = 2  # minibatches per epoch (batch_size must divide evenly)
+    clip_range: float = 0.2  # epsilon of the clipped surrogate
+    clip_range_value: float = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    kl_coef: float = 0.05  # beta of the per-token KL penalty (initial value when adaptive)
+    adaptive_kl: bool = False  # Ziegler et al.'s proportional controller towards kl_target
+    kl_target: float = 6.0
+    kl_horizon: int = 10000
+    missing_eos_penalty: float = 1.0  # subtracted from the score of a response without <|im_end|>
+    normalize_reward: bool = True  # scores to mean 0, std 1 with the reward model's saved statistics
+    whiten_rewards: bool = False
+
+    def validate(self):
+        super().validate()
+
+        def need(cond, msg):
+            if not cond:
+                raise WorkbenchError(msg)
+
+        need(self.reward_model is not None, "ppo needs a reward model: reward_model=PATH (a `workbench train rm` run)")
+        for name in ("max_prompt_len", "max_new_tokens", "ppo_epochs", "num_minibatches"):
+            need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        need(self.batch_size % self.num_minibatches == 0,
+             f"batch_size ({self.batch_size}) must be a multiple of num_minibatches ({self.num_minibatches})")
+        need(self.temperature > 0, f"temperature must be positive (sampling and training share it), got {self.temperature}")
+        need(self.clip_range > 0 and self.clip_range_value > 0, "clip_range and clip_range_value must be positive")
+        need(self.vf_coef >= 0, f"vf_coef must be 0 or more, got {self.vf_coef}")
+        need(0 < self.gamma <= 1 and 0 <= self.lam <= 1, f"gamma must be in (0, 1] and lam in [0, 1], got {self.gamma}, {self.lam}")
+        need(self.kl_coef > 0, f"kl_coef (beta) must be positive, got {self.kl_coef}")
+        need(self.kl_target > 0 and self.kl_horizon >= 1, "kl_target must be positive and kl_horizon at least 1")
+        need(self.missing_eos_penalty >= 0, f"missing_eos_penalty must be 0 or more, got {self.missing_eos_penalty}")
+        return self
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {"pretrain": PretrainConfig, "sft": SFTConfig, "rm": RMConfig,
+                                         "dpo": DPOConfig, "ppo": PPOConfig}
+
+
+def load_config(stage: str, path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None,
+                base: dict | None = None) -> TrainConfig:
+    """The stage's config: defaults < `base` (a resumed run's saved config) < YAML file < overrides."""
+    import yaml
+
+    if stage not in CONFIGS:
+        raise WorkbenchError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    cls = CONFIGS[stage]
+    values: dict = {}
+    for source, data in (("saved config", base), (str(path) if path else None, _read_yaml(path) if path else None)):
+        if data:
+            values.update(_checked(cls, data, source))
+    if isinstance(overrides, dict):
+        values.update(_checked(cls, overrides, "override"))
+    else:
+        for item in overrides or ():
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise WorkbenchError(f"override {item!r} is not key=value (e.g. lr=1e-4)")
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else None
+            except yaml.YAMLError:
+                value = raw
+            values.update(_checked(cls, {key.strip(): value}, "override"))
+    if values.get("stage", stage) != stage:
+        raise WorkbenchError(f"{path or 'config'}: this is a {values['stage']!r} config, not {stage!r}")
+    values["stage"] = stage
+    return cls(**values).validate()
+
+
+def _read_yaml(path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WorkbenchError(f"config file {path} not found") from None
+    except OSError as e:
+        raise WorkbenchError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise WorkbenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise WorkbenchError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise WorkbenchError(f"{path}: expected a mapping of settings (key: value), got {type(data).__name__}")
+    return data
+
+
+def _checked(cls, data: dict, where) -> dict:
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in data.items():
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), fields, n=1)
+            other = [s for s, c in CONFIGS.items() if key in {f.name for f in dataclasses.fields(c)}]
+            msg = f"{where}: unknown setting {key!r} for stage {cls.stage!r}"
+            if hint:
+                msg += f" (did you mean {hint[0]!r}?)"
+            elif other:
+                msg += f" (it belongs to: {', '.join(other)})"
+            raise WorkbenchError(msg)
+        out[key] = _coerce(key, value, fields[key], where)
+    return out
+
+
+_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "dict": "a mapping"}
+
+
+def _coerce(key: str, value, annotation: str, where):
+    optional = "None" in annotation
+    base = annotation.replace(" | None", "")
+    if value is None and optional:
+        return None
+    if base == "float" and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+          "bool": isinstance(value, bool),
+          "str": isinstance(value, str),
+          "dict": isinstance(value, dict)}[base]
+    if not ok:
+        raise WorkbenchError(f"{where}: {key} must be {_KINDS[base]}{' or null' if optional else ''}, got {value!r}")
+    return float(value) if base == "float" else value
+
+
+def dump_yaml(cfg: TrainConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

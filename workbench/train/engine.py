@@ -1,0 +1,503 @@
+"""The one training loop every stage runs through: optimiser, schedule, checkpoints, resume, metrics.
+
+    from workbench.train.engine import train, Control
+    result = train(cfg, "runs/sft", control=Control(), callbacks=[print])   # cfg from train.config
+    result = train(None, "runs/sft", resume=True)                           # continue where it stopped
+
+A stage (workbench/train/{pretrain,sft,reward,dpo,ppo}.py) supplies models, data and a loss; the
+engine does everything else, the same way for all of them:
+- AdamW (fused on CUDA), no weight decay on norms, biases and embeddings; warmup then cosine or
+  linear decay to `lr * min_lr_ratio`; gradient accumulation; clipping (the norm is logged either way);
+  bf16 autocast on CUDA only (fp32 on CPU, where bf16 matmuls are hundreds of times slower).
+- A non-finite loss or gradient skips the step (nothing is applied), is counted and logged; after
+  `max_nonfinite` in a row the run stops with a message.
+- Between steps it checks a `Control` (stop, pause/resume), which the CLI's Ctrl-C and the TUI use.
+- After every step one flat dict (event, step, stage, loss, lr, grad_norm, tokens, tokens_per_s,
+  elapsed, + the stage's keys) goes to RUN/metrics.jsonl (flushed), TensorBoard when installed,
+  and every callback. Evaluations, checkpoints, skipped steps and the end are events too.
+- RUN/ holds config.yaml (resolved), metrics.jsonl, lineage.json, train.log and checkpoints/.
+  Resume restores model, optimiser, RNG states, the data position and the stage's own state, so
+  a run stopped at step k and resumed gives the same losses as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import math
+import threading
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from workbench.errors import WorkbenchError
+from workbench.io import atomic_write_text
+from workbench.train import checkpoint as ckpt_io
+from workbench.train.config import TrainConfig, dump_yaml, load_config
+
+STAGE_CLASSES = {"pretrain": "workbench.train.pretrain:PretrainStage", "sft": "workbench.train.sft:SFTStage",
+                 "rm": "workbench.train.reward:RewardStage", "dpo": "workbench.train.dpo:DPOStage",
+                 "ppo": "workbench.train.ppo:PPOStage"}
+SUMMED = ("tokens", "samples")  # per-micro-batch metrics that add up over accumulation (others average)
+
+
+class Control:
+    """Thread-safe stop / pause / resume, checked by the engine between steps."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # a paused run wakes up to stop
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self) -> None:
+        while not self._running.wait(0.2):
+            pass
+
+
+class Stage:
+    """What a stage gives the engine. Subclasses set `self.model` (saved as the checkpoint) in setup."""
+
+    name = ""
+    kind = "policy"  # what the checkpoint is: policy | reward
+
+    def __init__(self, cfg: TrainConfig, engine: "Engine"):
+        self.cfg, self.engine = cfg, engine
+        self.model = None
+        self.tokenizer = None
+
+    # --- every stage implements these
+    def setup(self) -> None:
+        """Build models (on engine.device), the tokenizer and the data."""
+        raise NotImplementedError
+
+    def batches(self, start: int):
+        """Yield (position, micro-batch) forever; `position` after this batch resumes exactly."""
+        raise NotImplementedError
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+        """(loss to backpropagate, metrics). Metrics: floats, plus `tokens` (and `samples`) counts."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict:
+        """Validation metrics, keys prefixed `val/` (run under no_grad by the engine)."""
+        return {}
+
+    # --- defaults a stage may override
+    def trainable(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
+    def train_step(self, micro: list) -> dict:
+        """One optimizer step over `grad_accum` micro-batches. PPO overrides it (rollout + epochs)."""
+        return self.engine.accumulate(micro)
+
+    def write_model(self, dest: Path) -> None:
+        from workbench.model.checkpoint import write_checkpoint_files
+
+        write_checkpoint_files(self.model, dest, self.tokenizer, extra=self.checkpoint_extra())
+
+    def load_model(self, ckpt: Path) -> None:
+        """Resume: load the trainable weights from one of this run's checkpoints."""
+        from workbench.model.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(ckpt)
+        self.model.load_state_dict(model.state_dict())
+
+    def checkpoint_extra(self) -> dict:
+        return {"kind": self.kind, "stage": self.name, "step": self.engine.step}
+
+    def state_dict(self) -> dict:
+        """JSON-able stage state kept in trainer.json (e.g. PPO's adaptive KL coefficient)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def lineage(self) -> dict:
+        """Inputs to record in lineage.json besides the parent checkpoint (datasets, reward model)."""
+        return {"data": self.cfg.data, "val_data": self.cfg.val_data}
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for optimizer step `step` (1-based): linear warmup, then decay to the floor."""
+    if cfg.warmup_steps and step <= cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    if cfg.schedule == "constant" or cfg.max_steps <= cfg.warmup_steps:
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / (cfg.max_steps - cfg.warmup_steps))
+    shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WorkbenchError(f"device {name!r} asked for, but torch sees no CUDA GPU (use device=cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise WorkbenchError(f"device {name!r} is not a valid torch device") from None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _clean(value):
+    """JSON-safe: numbers as floats/ints, NaN and infinities as null."""
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Engine:
+    def __init__(self, cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool = False,
+                 control: Control | None = None, callbacks=(), overrides=None):
+        self.run_dir = Path(run_dir).expanduser()
+        self.control = control or Control()
+        self.callbacks = list(callbacks)
+        self.resume_from = None
+        if resume:
+            saved = self.run_dir / "config.yaml"
+            if not saved.is_file():
+                raise WorkbenchError(f"{self.run_dir}: not a run directory (no config.yaml); nothing to resume")
+            import yaml
+
+            base = yaml.safe_load(saved.read_text(encoding="utf-8"))
+            stage = base.get("stage") if isinstance(base, dict) else None
+            if stage not in STAGE_CLASSES:
+                raise WorkbenchError(f"{saved}: no valid stage recorded ({stage!r})")
+            if cfg is not None and cfg.stage != stage:
+                raise WorkbenchError(f"{self.run_dir} is a {stage} run, not {cfg.stage}")
+            cfg = load_config(stage, None, overrides, base=base)
+            self.resume_from = ckpt_io.latest_checkpoint(self.run_dir)
+        elif cfg is None:
+            raise WorkbenchError("no config given")
+        elif self.run_dir.exists() and (not self.run_dir.is_dir() or any(self.run_dir.iterdir())):
+            raise WorkbenchError(f"{self.run_dir} already exists and is not empty; choose a new --out "
+                                 f"or continue it with --resume {self.run_dir}")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.amp_dtype = torch.bfloat16 if (self.device.type == "cuda" and cfg.dtype != "fp32") else None
+        if self.device.type != "cuda" and cfg.dtype == "bf16":
+            raise WorkbenchError("dtype=bf16 is for CUDA; on CPU bf16 matmuls are hundreds of times slower "
+                                 "than fp32 (use dtype=auto or fp32)")
+        self.step = 0
+        self.position = 0
+        self.nonfinite_in_row = 0
+        self.nonfinite_total = 0
+        self.tokens_total = 0
+        self.elapsed_before = 0.0
+        self.stage: Stage | None = None
+        self.optimizer = None
+        self._params: list[torch.nn.Parameter] = []
+        self._jsonl = None
+        self._tb = None
+        self._log = None
+
+    # ------------------------------------------------------------------ helpers for stages
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def log(self, message: str) -> None:
+        if self._log is not None:
+            self._log.write(f"{_now()} {message}\n")
+            self._log.flush()
+        self._send({"event": "log", "step": self.step, "stage": self.cfg.stage, "message": message}, sinks=False)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def apply(self, loss_ok: bool = True) -> tuple[float, bool]:
+        """Clip, check and take the optimizer step. (grad_norm, applied). Skips non-finite steps."""
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(self._params, clip))
+        applied = loss_ok and math.isfinite(norm)
+        if applied:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm, applied
+
+    def update(self, loss: torch.Tensor) -> tuple[float, bool]:
+        """backward + apply, for stages that take several optimizer steps per engine step (PPO)."""
+        ok = bool(torch.isfinite(loss.detach()))
+        if ok:
+            self.backward(loss)
+        return self.apply(ok)
+
+    def accumulate(self, micro: list) -> dict:
+        """The default step: loss on each micro-batch, gradients averaged, one optimizer step."""
+        sums: dict = defaultdict(float)
+        ok, total = True, 0.0
+        for batch in micro:
+            with self.autocast():
+                loss, metrics = self.stage.loss(batch)
+            finite = bool(torch.isfinite(loss.detach()))
+            ok &= finite
+            if finite:
+                self.backward(loss / len(micro))
+            total += float(loss.detach())
+            for k, v in metrics.items():
+                sums[k] += float(v)
+        out = {k: (v if k in SUMMED else v / len(micro)) for k, v in sums.items()}
+        out["grad_norm"], out["applied"] = self.apply(ok)
+        out["loss"] = total / len(micro)
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        import random
+
+        random.seed(cfg.seed)
+        if self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")
+        module, _, cls = STAGE_CLASSES[cfg.stage].partition(":")
+        self.stage = getattr(importlib.import_module(module), cls)(cfg, self)
+        self.stage.setup()
+        self._params = [p for m in self.stage.trainable().values() for p in m.parameters() if p.requires_grad]
+        self.optimizer = self._make_optimizer()
+        started = self._open_run_dir()
+        self._send({"event": "start", "step": self.step, "stage": cfg.stage, "max_steps": cfg.max_steps,
+                    "device": str(self.device), "dtype": "bf16" if self.amp_dtype else "fp32",
+                    "params": sum(p.numel() for p in self._params), "run_dir": str(self.run_dir),
+                    "resumed_from": str(self.resume_from) if self.resume_from else None})
+        status, error = "finished", None
+        last_saved = self.step if self.resume_from else None
+        t_start = time.perf_counter()
+        data = self.stage.batches(self.position)
+        try:
+            while self.step < cfg.max_steps:
+                self.control.wait_while_paused()
+                if self.control.stopped:
+                    status = "stopped"
+                    break
+                t0 = time.perf_counter()
+                micro = []
+                for _ in range(cfg.grad_accum):
+                    self.position, batch = next(data)
+                    micro.append(batch)
+                for m in self.stage.trainable().values():
+                    m.train()
+                lr = lr_at(cfg, self.step + 1)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                metrics = self.stage.train_step(micro)
+                self.step += 1
+                dt = time.perf_counter() - t0
+                applied = bool(metrics.pop("applied", True))
+                self.tokens_total += int(metrics.get("tokens", 0))
+                record = {"event": "train", "step": self.step, "stage": cfg.stage, "loss": metrics.pop("loss"),
+                          "lr": lr, "grad_norm": metrics.pop("grad_norm", None),
+                          "tokens": int(metrics.pop("tokens", 0)), "step_time": dt,
+                          "elapsed": self.elapsed_before + time.perf_counter() - t_start, **metrics}
+                record["tokens_per_s"] = record["tokens"] / dt if dt > 0 else 0.0
+                if not applied:
+                    self.nonfinite_in_row += 1
+                    self.nonfinite_total += 1
+                    record.update(skipped=1, nonfinite_total=self.nonfinite_total)
+                    self.log(f"step {self.step}: non-finite loss or gradient; step skipped "
+                             f"({self.nonfinite_in_row} in a row, {self.nonfinite_total} in all)")
+                else:
+                    self.nonfinite_in_row = 0
+                self._send(record)
+                if self.nonfinite_in_row >= cfg.max_nonfinite:
+                    raise WorkbenchError(
+                        f"stopped at step {self.step}: {self.nonfinite_in_row} steps in a row had a non-finite loss "
+                        f"or gradient (the run diverged). Lower lr (now {cfg.lr}), raise warmup_steps or set "
+                        f"grad_clip; the last good checkpoint is in {self.run_dir / ckpt_io.CHECKPOINTS}")
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                    self._evaluate()
+                if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.max_steps:
+                    self._save(t_start)
+                    last_saved = self.step
+            if status == "finished":
+                self._evaluate()
+        except WorkbenchError as e:
+            status, error = "failed", str(e)
+        except KeyboardInterrupt:
+            status = "stopped"
+        except BaseException as e:
+            status, error = "crashed", f"{type(e).__name__}: {e}"
+            self._finish(started, status, error, None, t_start)
+            raise
+        final = None
+        if status in ("finished", "stopped") and self.step > 0:
+            final = self._save(t_start) if last_saved != self.step else ckpt_io.latest_checkpoint(self.run_dir)
+        self._finish(started, status, error, final, t_start)
+        if status == "failed":
+            raise WorkbenchError(error)
+        return {"status": status, "step": self.step, "checkpoint": str(final) if final else None,
+                "run_dir": str(self.run_dir)}
+
+    # ------------------------------------------------------------------ internals
+    def _make_optimizer(self):
+        decay, no_decay, seen = [], [], set()
+        for m in self.stage.trainable().values():
+            for name, p in m.named_parameters():
+                if not p.requires_grad or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                (no_decay if p.dim() < 2 or "embed" in name else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        kwargs = {"fused": True} if self.device.type == "cuda" else {}
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2),
+                                 eps=self.cfg.eps, **kwargs)
+
+    def _open_run_dir(self) -> str:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.run_dir / "train.log", "a", encoding="utf-8")
+        lineage_path = self.run_dir / "lineage.json"
+        if self.resume_from is not None:
+            trainer, state = ckpt_io.load_state(self.resume_from)
+            self.stage.load_model(self.resume_from)
+            self.optimizer.load_state_dict(state["optimizer"])
+            ckpt_io.restore_rng(state["rng"])
+            self.step, self.position = int(trainer["step"]), int(trainer["position"])
+            self.nonfinite_total = int(trainer.get("nonfinite_total", 0))
+            self.tokens_total = int(trainer.get("tokens_total", 0))
+            self.elapsed_before = float(trainer.get("elapsed", 0.0))
+            self.stage.load_state_dict(trainer.get("stage_state", {}))
+            self._truncate_metrics(self.step)
+            self.log(f"resumed from {self.resume_from} at step {self.step}")
+        elif lineage_path.exists():
+            self.log("resumed a run that had no checkpoint yet: starting again from step 0")
+            self._truncate_metrics(0)
+        lineage = {}
+        if lineage_path.is_file():
+            try:
+                lineage = json.loads(lineage_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                lineage = {}
+        if not lineage:
+            lineage = {"stage": self.cfg.stage, "run_dir": str(self.run_dir.resolve()),
+                       "parent": self._parent_info(), "inputs": self.stage.lineage(),
+                       "started": _now(), "resumes": []}
+        else:
+            lineage.setdefault("resumes", []).append({"at": _now(), "from_step": self.step})
+        lineage.update(status="running", ended=None)
+        atomic_write_text(lineage_path, json.dumps(lineage, indent=2) + "\n")
+        atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.cfg))
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        if self.cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:  # the tensorboard package is optional
+                self._tb = None
+        return lineage["started"]
+
+    def _parent_info(self):
+        if not self.cfg.init_from:
+            return None
+        path = ckpt_io.resolve_checkpoint(self.cfg.init_from)
+        from workbench.model.checkpoint import WEIGHTS, read_meta
+
+        extra = read_meta(path).get("extra", {})
+        return {"path": str(path.resolve()), "sha256": ckpt_io.file_sha256(path / WEIGHTS),
+                "stage": extra.get("stage"), "kind": extra.get("kind", "policy"), "step": extra.get("step")}
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop records past `step` (written after the checkpoint we resume from) so curves stay clean."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+        atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
+    def _evaluate(self) -> None:
+        was = {name: m.training for name, m in self.stage.trainable().items()}
+        for m in self.stage.trainable().values():
+            m.eval()
+        t0 = time.perf_counter()
+        with torch.no_grad(), self.autocast():
+            metrics = self.stage.evaluate()
+        for name, m in self.stage.trainable().items():
+            m.train(was[name])
+        if metrics:
+            self._send({"event": "eval", "step": self.step, "stage": self.cfg.stage,
+                        "eval_time": time.perf_counter() - t0, **metrics})
+
+    def _save(self, t_start: float) -> Path:
+        trainer = {"position": self.position, "stage": self.cfg.stage, "nonfinite_total": self.nonfinite_total,
+                   "tokens_total": self.tokens_total,
+                   "elapsed": self.elapsed_before + time.perf_counter() - t_start,
+                   "stage_state": self.stage.state_dict()}
+        path = ckpt_io.save(self.run_dir, self.step, self.stage.write_model, self.optimizer, trainer,
+                            keep=self.cfg.keep_checkpoints)
+        self._send({"event": "checkpoint", "step": self.step, "stage": self.cfg.stage, "path": str(path)})
+        return path
+
+    def _finish(self, started, status, error, final, t_start) -> None:
+        path = self.run_dir / "lineage.json"
+        try:
+            lineage = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            lineage = {"stage": self.cfg.stage, "started": started}
+        lineage.update(status=status, ended=_now(), step=self.step, error=error,
+                       final_checkpoint=str(final) if final else lineage.get("final_checkpoint"))
+        atomic_write_text(path, json.dumps(lineage, indent=2) + "\n")
+        self._send({"event": "end", "step": self.step, "stage": self.cfg.stage, "status": status,
+                    "error": error, "checkpoint": str(final) if final else None,
+                    "elapsed": self.elapsed_before + time.perf_counter() - t_start})
+        if status in ("failed", "crashed"):
+            self.log(f"run {status}: {error}")
+        for f in (self._jsonl, self._log):
+            if f is not None:
+                f.close()
+        if self._tb is not None:
+            self._tb.close()
+        self._jsonl = self._log = self._tb = None
+
+    def _send(self, record: dict, sinks: bool = True) -> None:
+        record = {k: _clean(v) for k, v in record.items()}
+        if sinks and self._jsonl is not None:
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+        if sinks and self._tb is not None and record.get("event") in ("train", "eval"):
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
+                    self._tb.add_scalar(f"{record['event']}/{k}" if "/" not in k else k, v, record["step"])
+        for cb in self.callbacks:
+            cb(record)
+
+
+def train(cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool = False, control: Control | None = None,
+          callbacks=(), overrides=None) -> dict:
+    """Run (or, with resume=True, continue) one stage. Returns {status, step, checkpoint, run_dir}."""
+    return Engine(cfg, run_dir, resume=resume, control=control, callbacks=callbacks, overrides=overrides).run()

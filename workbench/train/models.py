@@ -1,0 +1,135 @@
+"""Loading parent checkpoints for a stage, and the scalar-head model used as reward model and critic.
+
+    policy, tok, path = load_parent(cfg.init_from, "policy", engine.device, cfg)   # sft, dpo, ppo
+    rm = ScalarHeadModel(backbone)                 # reward model: N(0, 1/sqrt(d+1)) head
+    critic = ScalarHeadModel(backbone, zero_init=True)   # PPO value model: starts predicting 0
+    rm.score(input_ids, attention_mask)            # [B] read at the last non-pad token
+
+A reward checkpoint is an ordinary model checkpoint of the backbone (so it loads, exports and
+inspects like any other) plus `score_head.safetensors` and `extra.kind = "reward"` in config.json,
+with the reward statistics PPO normalises by (`extra.reward_stats`: mean, std).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from workbench.errors import WorkbenchError
+from workbench.model.checkpoint import load_checkpoint, load_checkpoint_tokenizer, write_checkpoint_files
+from workbench.train.checkpoint import checkpoint_kind, resolve_checkpoint
+
+HEAD_FILE = "score_head.safetensors"
+
+
+def load_parent(spec: str | None, want: str, device, cfg=None, what: str = "init_from"):
+    """(model, tokenizer, checkpoint path) of a parent checkpoint of kind `want` (policy or reward)."""
+    if not spec:
+        raise WorkbenchError(f"{cfg.stage if cfg else 'this stage'} needs a parent checkpoint: "
+                             f"--from PATH (or {what}: PATH in the config)")
+    path = resolve_checkpoint(spec)
+    kind = checkpoint_kind(path)
+    if kind != want:
+        names = {"policy": "a language model (pretrain/sft/dpo/ppo run or `model init`)",
+                 "reward": "a reward model (a `workbench train rm` run)"}
+        raise WorkbenchError(f"{what} {spec}: {path} is {names[kind]}, but {names[want]} is needed here")
+    overrides = {}
+    if cfg is not None:
+        overrides = {"gradient_checkpointing": cfg.gradient_checkpointing, "compile": cfg.compile}
+    model, meta = load_checkpoint(path, device=device, **overrides)
+    tok = load_checkpoint_tokenizer(path)
+    return model, tok, path
+
+
+class ScalarHeadModel(nn.Module):
+    """A transformer backbone with a linear d -> 1 head on its final hidden states."""
+
+    def __init__(self, backbone, zero_init: bool = False, seed: int = 0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.cfg.d_model, 1)
+        with torch.no_grad():
+            if zero_init:
+                self.head.weight.zero_()
+            else:  # TRL/OpenAI's reward head init: std 1/sqrt(d + 1)
+                gen = torch.Generator().manual_seed(seed)
+                self.head.weight.copy_(torch.randn(self.head.weight.shape, generator=gen)
+                                       / math.sqrt(backbone.cfg.d_model + 1))
+            self.head.bias.zero_()
+        self.head.to(next(backbone.parameters()).device)
+
+    def forward(self, input_ids, attention_mask=None):
+        """Per-position scalars [B, T] (fp32), plus the backbone's MoE aux loss (or None)."""
+        out = self.backbone(input_ids, attention_mask=attention_mask, logits_to_keep=0, return_hidden=True)
+        values = self.head(out.hidden).squeeze(-1).float()
+        return values, out.aux_loss
+
+    def score(self, input_ids, attention_mask):
+        """The scalar at each row's last real token ([B]): works for left and right padding."""
+        values, aux = self.forward(input_ids, attention_mask)
+        return gather_last(values, attention_mask), aux
+
+
+def last_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last 1 in each row of the mask."""
+    T = attention_mask.shape[1]
+    return T - 1 - attention_mask.flip(1).long().argmax(1)
+
+
+def gather_last(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    idx = last_index(attention_mask)
+    return values.gather(1, idx[:, None])[:, 0]
+
+
+def write_scalar_model(model: ScalarHeadModel, dest: Path, tokenizer, extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    write_checkpoint_files(model.backbone, dest, tokenizer, extra=extra)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}, str(dest / HEAD_FILE))
+
+
+def load_scalar_model(path: str | Path, device=None, **overrides) -> tuple[ScalarHeadModel, dict]:
+    """(ScalarHeadModel, meta) from a reward (or critic) checkpoint directory."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    backbone, meta = load_checkpoint(path, device=device, **overrides)
+    head_path = Path(path) / HEAD_FILE
+    try:
+        head = load_file(str(head_path), device=str(device or "cpu"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WorkbenchError(f"{head_path}: cannot read the reward head ({e})") from None
+    model = ScalarHeadModel(backbone, zero_init=True)
+    expected = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in head.items()} != expected:
+        raise WorkbenchError(f"{head_path}: expected tensors {expected}, found "
+                             f"{ {k: tuple(v.shape) for k, v in head.items()} }")
+    if not all(bool(torch.isfinite(v).all()) for v in head.values()):
+        raise WorkbenchError(f"{head_path}: the reward head contains NaN or infinite values")
+    model.head.load_state_dict(head)
+    return model.eval(), meta
+
+
+def load_reward_model(spec: str, device, what: str = "reward_model") -> tuple[ScalarHeadModel, dict, Path]:
+    """A frozen reward model, its meta (extra.reward_stats) and its path; checks it is a reward model."""
+    path = resolve_checkpoint(spec)
+    if checkpoint_kind(path) != "reward":
+        raise WorkbenchError(f"{what} {spec}: {path} is a language model, not a reward model "
+                             f"(train one with `workbench train rm`)")
+    model, meta = load_scalar_model(path, device=device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, meta, path
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with no gradients (the DPO/PPO reference)."""
+    import copy
+
+    ref = copy.deepcopy(model).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref

@@ -1,0 +1,108 @@
+"""Supervised fine-tuning: ChatML conversations, loss only on the assistant's tokens.
+
+    workbench train sft --config configs/sft/tiny.yaml --from runs/pretrain --out runs/sft
+
+Each conversation is rendered by workbench.chat (the masks `workbench inspect` shows): the
+assistant's content and its `<|im_end|>` are trained, everything else is -100. The loss is the
+mean over trained tokens of the batch; a batch with none gives 0, never NaN.
+
+`packing: true` fills each row of `max_len` tokens with several whole conversations. Position ids
+restart at 0 for each, and the model's attention mask keeps every conversation from seeing the
+others (no cross-contamination); the first token of each is `<|im_start|>`, which is never a label,
+so no conversation is trained to predict the next one either.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from workbench.chat import IGNORE
+from workbench.data.collate import SFTCollator
+from workbench.train.data import ExampleLoader, eval_batches, load_examples, split_validation
+from workbench.train.engine import Stage
+from workbench.train.models import load_parent
+
+
+class SFTStage(Stage):
+    name = "sft"
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.model, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg)
+        if cfg.max_len > self.model.cfg.max_seq_len:
+            self.engine.log(f"max_len {cfg.max_len} is longer than the model's max_seq_len "
+                            f"{self.model.cfg.max_seq_len}: RoPE extrapolates, quality may suffer")
+        load = dict(max_len=cfg.max_len, fmt=cfg.format, mode=cfg.mode, skip_bad=cfg.skip_bad, log=self.engine.log)
+        examples, self.data_info = load_examples(cfg.data, "conversation", self.tokenizer, **load)
+        if cfg.val_data:
+            self.train_items = [e.rendered for e in examples]
+            self.val_items = [e.rendered for e in load_examples(cfg.val_data, "conversation", self.tokenizer, **load)[0]]
+        else:
+            train, val = split_validation(examples, cfg.val_fraction, cfg.seed)
+            self.train_items, self.val_items = [e.rendered for e in train], [e.rendered for e in val]
+        self.collate = SFTCollator(self.tokenizer.pad_id, cfg.max_len)
+        self.loader = ExampleLoader(self.train_items, cfg.batch_size, cfg.seed, self.collate)
+
+    def batches(self, start: int):
+        if not self.cfg.packing:
+            yield from self.loader.batches(start)
+            return
+        stream = self.loader.stream(start)
+        pending = next(stream)
+        while True:
+            rows, position = [], None
+            for _ in range(self.cfg.batch_size):
+                row, used = [], 0
+                while used + len(pending[1]) <= self.cfg.max_len:
+                    position, item = pending
+                    row.append(item)
+                    used += len(item)
+                    pending = next(stream)
+                rows.append(row)
+            yield position, pack_rows(rows, self.cfg.max_len, self.tokenizer.pad_id)
+
+    def loss(self, batch):
+        dev = self.engine.device
+        b = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+        out = self.model(b["input_ids"], labels=b["labels"], attention_mask=b["attention_mask"],
+                         position_ids=b.get("position_ids"))
+        metrics = {"lm_loss": float(out.lm_loss.detach()), "trained_tokens": out.n_tokens,
+                   "tokens": int(b["attention_mask"].sum()), "samples": int(batch.get("examples", b["input_ids"].shape[0]))}
+        if out.balance is not None:
+            metrics["moe_balance"] = out.balance
+        return out.loss, metrics
+
+    def evaluate(self) -> dict:
+        if not self.val_items:
+            return {}
+        total, count = 0.0, 0
+        for batch in eval_batches(self.val_items, self.cfg.batch_size, self.cfg.eval_batches, self.collate):
+            b = {k: v.to(self.engine.device) for k, v in batch.items()}
+            out = self.model(b["input_ids"], labels=b["labels"], attention_mask=b["attention_mask"])
+            total += float(out.lm_loss) * out.n_tokens
+            count += out.n_tokens
+        loss = total / max(count, 1)
+        return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0)), "val/trained_tokens": count}
+
+
+def pack_rows(rows: list[list], max_len: int, pad_id: int) -> dict:
+    """Rows of whole conversations -> input_ids, labels, attention_mask, position_ids [B, max_len]."""
+    B = len(rows)
+    input_ids = torch.full((B, max_len), pad_id, dtype=torch.long)
+    labels = torch.full((B, max_len), IGNORE, dtype=torch.long)
+    attention_mask = torch.zeros((B, max_len), dtype=torch.long)
+    position_ids = torch.zeros((B, max_len), dtype=torch.long)
+    for i, row in enumerate(rows):
+        at = 0
+        for r in row:
+            n = len(r)
+            input_ids[i, at:at + n] = torch.tensor(r.input_ids)
+            labels[i, at:at + n] = torch.tensor(r.labels)
+            attention_mask[i, at:at + n] = 1
+            position_ids[i, at:at + n] = torch.arange(n)
+            at += n
+        position_ids[i, at:] = torch.arange(max_len - at)  # the padding tail: a document of its own
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
+            "position_ids": position_ids, "examples": torch.tensor(sum(len(r) for r in rows))}
