@@ -231,6 +231,8 @@ def load_config(stage: str, path: str | os.PathLike | None = None, overrides: li
     cls = CONFIGS[stage]
     values: dict = {}
     for source, data in (("saved config", base), (str(path) if path else None, _read_yaml(path) if path else None)):
+        if data and data.get("stage", stage) != stage:  # before the keys: a dpo file's `beta` is not the problem
+            raise WorkbenchError(f"{source}: this is a {data['stage']!r} config, not {stage!r}")
         if data:
             values.update(_checked(cls, data, source))
     if isinstance(overrides, dict):
@@ -271,18 +273,23 @@ def _read_yaml(path) -> dict:
     return data
 
 
+# Names users bring from Hugging Face's TrainingArguments, too far from ours for difflib to match.
+_ALIASES = {"learning_rate": "lr", "per_device_train_batch_size": "batch_size",
+            "gradient_accumulation_steps": "grad_accum", "max_grad_norm": "grad_clip", "lr_scheduler_type": "schedule"}
+
+
 def _checked(cls, data: dict, where) -> dict:
     fields = {f.name: f.type for f in dataclasses.fields(cls)}
     out = {}
     for key, value in data.items():
         if key not in fields:
-            hint = difflib.get_close_matches(str(key), fields, n=1)
+            hint = [_ALIASES[key]] if key in _ALIASES else difflib.get_close_matches(str(key), fields, n=1)
             other = [s for s, c in CONFIGS.items() if key in {f.name for f in dataclasses.fields(c)}]
             msg = f"{where}: unknown setting {key!r} for stage {cls.stage!r}"
-            if hint:
-                msg += f" (did you mean {hint[0]!r}?)"
-            elif other:
+            if other:  # an exact name of another stage's setting says more than a near miss here
                 msg += f" (it belongs to: {', '.join(other)})"
+            elif hint:
+                msg += f" (did you mean {hint[0]!r}?)"
             raise WorkbenchError(msg)
         out[key] = _coerce(key, value, fields[key], where)
     return out

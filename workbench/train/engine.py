@@ -218,6 +218,7 @@ class Engine:
         self._jsonl = None
         self._tb = None
         self._log = None
+        self._early_log: list[str] = []  # lines logged during setup, before train.log is opened
 
     # ------------------------------------------------------------------ helpers for stages
     def autocast(self):
@@ -229,6 +230,8 @@ class Engine:
         if self._log is not None:
             self._log.write(f"{_now()} {message}\n")
             self._log.flush()
+        else:
+            self._early_log.append(f"{_now()} {message}\n")
         self._send({"event": "log", "step": self.step, "stage": self.cfg.stage, "message": message}, sinks=False)
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -293,6 +296,7 @@ class Engine:
         last_saved = self.step if self.resume_from else None
         t_start = time.perf_counter()
         data = self.stage.batches(self.position)
+        committed = self.position  # the data position after the last completed step
         try:
             while self.step < cfg.max_steps:
                 self.control.wait_while_paused()
@@ -311,6 +315,7 @@ class Engine:
                     group["lr"] = lr
                 metrics = self.stage.train_step(micro)
                 self.step += 1
+                committed = self.position
                 dt = time.perf_counter() - t0
                 applied = bool(metrics.pop("applied", True))
                 self.tokens_total += int(metrics.get("tokens", 0))
@@ -342,15 +347,20 @@ class Engine:
                 self._evaluate()
         except WorkbenchError as e:
             status, error = "failed", str(e)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # mid-step: the unfinished step's batches were never trained on
             status = "stopped"
+            self.position = committed
         except BaseException as e:
             status, error = "crashed", f"{type(e).__name__}: {e}"
             self._finish(started, status, error, None, t_start)
             raise
         final = None
-        if status in ("finished", "stopped") and self.step > 0:
-            final = self._save(t_start) if last_saved != self.step else ckpt_io.latest_checkpoint(self.run_dir)
+        try:
+            if status in ("finished", "stopped") and self.step > 0:
+                final = self._save(t_start) if last_saved != self.step else ckpt_io.latest_checkpoint(self.run_dir)
+        except BaseException as e:  # the final checkpoint failed (disk full...): the lineage must say so
+            self._finish(started, "crashed", f"{type(e).__name__}: {e}", None, t_start)
+            raise
         self._finish(started, status, error, final, t_start)
         if status == "failed":
             raise WorkbenchError(error)
@@ -375,6 +385,8 @@ class Engine:
     def _open_run_dir(self) -> str:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.run_dir / "train.log", "a", encoding="utf-8")
+        self._log.writelines(self._early_log)  # the stage's setup messages (data counts, truncation)
+        self._early_log = []
         lineage_path = self.run_dir / "lineage.json"
         if self.resume_from is not None:
             trainer, state = ckpt_io.load_state(self.resume_from)
