@@ -210,6 +210,7 @@ class Engine:
         self.position = 0
         self.nonfinite_in_row = 0
         self.nonfinite_total = 0
+        self.updates = 0  # optimizer steps applied in this session
         self.tokens_total = 0
         self.elapsed_before = 0.0
         self.stage: Stage | None = None
@@ -244,6 +245,7 @@ class Engine:
         applied = loss_ok and math.isfinite(norm)
         if applied:
             self.optimizer.step()
+            self.updates += 1
         self.optimizer.zero_grad(set_to_none=True)
         return norm, applied
 
@@ -297,6 +299,7 @@ class Engine:
         t_start = time.perf_counter()
         data = self.stage.batches(self.position)
         committed = self.position  # the data position after the last completed step
+        updates_committed = self.updates  # optimizer updates up to the last completed step
         try:
             while self.step < cfg.max_steps:
                 self.control.wait_while_paused()
@@ -316,6 +319,7 @@ class Engine:
                 metrics = self.stage.train_step(micro)
                 self.step += 1
                 committed = self.position
+                updates_committed = self.updates
                 dt = time.perf_counter() - t0
                 applied = bool(metrics.pop("applied", True))
                 self.tokens_total += int(metrics.get("tokens", 0))
@@ -348,8 +352,13 @@ class Engine:
         except WorkbenchError as e:
             status, error = "failed", str(e)
         except KeyboardInterrupt:  # mid-step: the unfinished step's batches were never trained on
-            status = "stopped"
             self.position = committed
+            if self.updates == updates_committed:
+                status = "stopped"
+            else:  # the step had already changed the weights (PPO updates several times per step):
+                status, error = "interrupted", (  # saving them as step k would not resume exactly
+                    f"interrupted inside step {self.step + 1} after it had updated the weights; "
+                    f"not saved, the last checkpoint stands")
         except BaseException as e:
             status, error = "crashed", f"{type(e).__name__}: {e}"
             self._finish(started, status, error, None, t_start)

@@ -109,6 +109,26 @@ def test_ctrl_c_in_the_middle_of_a_step_saves_the_last_whole_step(tmp_path, smal
     assert losses(resumed) == pytest.approx(losses(full)[4:], abs=1e-7)
 
 
+def test_ctrl_c_after_a_step_already_updated_the_weights_saves_nothing(tmp_path, small_tok, monkeypatch):
+    """A stage that updates several times per step (PPO) interrupted after an update: saving those
+    weights as the previous step would not resume exactly, so the last checkpoint stands."""
+    original = PretrainStage.train_step
+
+    def update_then_interrupt(self, micro):
+        out = original(self, micro)
+        if self.engine.step == 3:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(PretrainStage, "train_step", update_then_interrupt)
+    result, _ = run("pretrain", tmp_path / "cut", *pre(small_tok, "max_steps=6", "save_every=2"))
+    assert result["status"] == "interrupted" and result["checkpoint"] is None
+    assert ckpt_io.latest_checkpoint(tmp_path / "cut").name == "step-000002"
+    assert not (tmp_path / "cut" / "checkpoints" / "step-000003").exists()
+    lineage = json.loads((tmp_path / "cut" / "lineage.json").read_text())
+    assert lineage["status"] == "interrupted" and "not saved" in lineage["error"]
+
+
 # ---------------------------------------------------------------------------------- checkpoints
 
 
