@@ -8,6 +8,12 @@ import pytest
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+# One torch thread: the tests' models are tiny (overhead-bound, so little is lost), and on a busy
+# 2-core machine two OpenMP threads that wait on each other were measured ~100x slower.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared" / "data"

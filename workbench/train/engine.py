@@ -270,7 +270,7 @@ class Engine:
             total += float(loss.detach())
             for k, v in metrics.items():
                 sums[k] += float(v)
-        out = {k: (v if k in SUMMED else v / len(micro)) for k, v in sums.items()}
+        out = {k: (int(v) if k in SUMMED else v / len(micro)) for k, v in sums.items()}
         out["grad_norm"], out["applied"] = self.apply(ok)
         out["loss"] = total / len(micro)
         return out
@@ -285,6 +285,10 @@ class Engine:
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")
         module, _, cls = STAGE_CLASSES[cfg.stage].partition(":")
+        if self.resume_from is None:  # pin parents: a run dir's `latest` may move on before a resume
+            for key in ("init_from", "reward_model"):
+                if getattr(cfg, key, None):
+                    setattr(cfg, key, str(ckpt_io.resolve_checkpoint(getattr(cfg, key)).resolve()))
         self.stage = getattr(importlib.import_module(module), cls)(cfg, self)
         self.stage.setup()
         self._params = [p for m in self.stage.trainable().values() for p in m.parameters() if p.requires_grad]
