@@ -1,0 +1,121 @@
+"""Direct Preference Optimization: train the policy on preference pairs against a frozen reference.
+
+    workbench train dpo --config configs/dpo/tiny.yaml --from runs/sft --out runs/dpo
+
+The reference is a frozen copy of the parent (an SFT model) taken before any step. For each pair,
+log π(y|x) is summed over the response tokens only: the labels of a preference half are -100 on the
+prompt (workbench.chat), and `Transformer.logprobs` is an fp32 log-softmax. Chosen and rejected go
+through the policy in one forward (`torch.cat` of the rows). With
+    Δ = (log π(y_c) - log ref(y_c)) - (log π(y_r) - log ref(y_r))
+`loss_type: sigmoid` (DPO, Rafailov et al.) is  -log σ(βΔ)(1 - ε) - log σ(-βΔ) ε  (ε = label_smoothing,
+the "conservative DPO" of TRL), and `ipo` (Azar et al.) is (Δ - 1/(2β))². For IPO the log-probs are
+*averaged* over each response's tokens instead of summed, as TRL does, so long and short answers
+weigh the same and the 1/(2β) target keeps one meaning for any length.
+
+At step 1 the policy is the reference: Δ = 0, the sigmoid loss is log 2 and the IPO loss (1/(2β))².
+
+`precompute_ref: true` (the default) runs the reference once over every train and validation pair
+in setup and keeps two numbers per pair, looked up through the batch's `index`; the reference model
+is then freed. `false` runs it at every step instead. Both give the same losses.
+
+Metrics are named as TRL names them: rewards/chosen = β(log π - log ref) of the chosen responses
+(mean over pairs), rewards/rejected, rewards/margins, rewards/accuracies (chosen reward > rejected),
+logps/chosen and logps/rejected (the policy's), and dpo_loss (the loss without the MoE aux loss).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from workbench.train.data import ExampleLoader, eval_batches
+from workbench.train.engine import Stage
+from workbench.train.models import frozen_copy, load_parent
+from workbench.train.reward import PairCollator, load_pairs, stacked
+
+
+def dpo_loss(pi_c, pi_r, ref_c, ref_r, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0):
+    """Per-pair losses [B] and the implicit rewards β(log π - log ref) of chosen and rejected ([B] each)."""
+    delta = (pi_c - ref_c) - (pi_r - ref_r)
+    if loss_type == "ipo":
+        losses = (delta - 1 / (2 * beta)) ** 2
+    else:
+        losses = (-F.logsigmoid(beta * delta) * (1 - label_smoothing)
+                  - F.logsigmoid(-beta * delta) * label_smoothing)
+    return losses, beta * (pi_c - ref_c).detach(), beta * (pi_r - ref_r).detach()
+
+
+class DPOStage(Stage):
+    name = "dpo"
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.model, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg)
+        self.ref = frozen_copy(self.model)  # before any step: the reference is the parent itself
+        self.train_items, self.val_items = load_pairs(cfg, self.tokenizer, self.engine.log)
+        self.collate = PairCollator(self.tokenizer.pad_id, cfg.max_len)
+        self.loader = ExampleLoader(self.train_items, cfg.batch_size, cfg.seed, self.collate)
+        self.ref_logps = {}  # split -> [N, 2] (chosen, rejected) reference log-probs, when precomputed
+        if cfg.precompute_ref:
+            with torch.no_grad(), self.engine.autocast():
+                for split, items in (("train", self.train_items), ("val", self.val_items)):
+                    rows = [torch.stack(self.response_logps(self.ref, batch)[:2], 1)
+                            for batch in eval_batches(items, cfg.batch_size, 0, self.collate)]
+                    self.ref_logps[split] = torch.cat(rows) if rows else torch.zeros(0, 2)
+            self.ref = None  # never needed again: free its memory
+            self.engine.log(f"reference log-probs precomputed for {len(self.train_items)} train and "
+                            f"{len(self.val_items)} validation pairs")
+
+    def batches(self, start: int):
+        yield from self.loader.batches(start)
+
+    def response_logps(self, model, batch):
+        """(chosen [B], rejected [B], MoE aux loss or None, non-pad tokens): log p of each response.
+
+        Summed over the response tokens (averaged for IPO); the prompt and padding are -100 labels."""
+        input_ids, labels, attention_mask = stacked(batch, self.engine.device)
+        lp, mask, aux = model.logprobs(input_ids, labels, attention_mask)
+        logps = lp.sum(-1)
+        if self.cfg.loss_type == "ipo":
+            logps = logps / mask.sum(-1).clamp(min=1)
+        n = batch["chosen_input_ids"].shape[0]
+        return logps[:n], logps[n:], aux, int(attention_mask.sum())
+
+    def reference(self, batch, split: str):
+        """Reference log-probs (chosen [B], rejected [B]) of a batch: looked up, or computed now."""
+        if self.ref is None:
+            ref = self.ref_logps[split][batch["index"]].to(self.engine.device)
+            return ref[:, 0], ref[:, 1]
+        with torch.no_grad():
+            return self.response_logps(self.ref, batch)[:2]
+
+    def pair_losses(self, batch, split: str):
+        """(per-pair losses, implicit rewards c and r, policy logps c and r, aux loss, tokens)."""
+        pi_c, pi_r, aux, tokens = self.response_logps(self.model, batch)
+        ref_c, ref_r = self.reference(batch, split)
+        losses, rew_c, rew_r = dpo_loss(pi_c, pi_r, ref_c, ref_r, self.cfg.beta, self.cfg.loss_type,
+                                        self.cfg.label_smoothing)
+        return losses, rew_c, rew_r, pi_c.detach(), pi_r.detach(), aux, tokens
+
+    @staticmethod
+    def summary(losses, rew_c, rew_r, pi_c, pi_r) -> dict:
+        return {"rewards/chosen": float(rew_c.mean()), "rewards/rejected": float(rew_r.mean()),
+                "rewards/margins": float((rew_c - rew_r).mean()),
+                "rewards/accuracies": float((rew_c > rew_r).float().mean()),
+                "logps/chosen": float(pi_c.mean()), "logps/rejected": float(pi_r.mean()),
+                "dpo_loss": float(losses.detach().mean())}
+
+    def loss(self, batch):
+        losses, rew_c, rew_r, pi_c, pi_r, aux, tokens = self.pair_losses(batch, "train")
+        loss = losses.mean()
+        metrics = {**self.summary(losses, rew_c, rew_r, pi_c, pi_r), "tokens": tokens, "samples": len(losses)}
+        return (loss + aux if aux is not None else loss), metrics
+
+    def evaluate(self) -> dict:
+        if not self.val_items:
+            return {}
+        parts = [self.pair_losses(batch, "val")[:5]
+                 for batch in eval_batches(self.val_items, self.cfg.batch_size, self.cfg.eval_batches, self.collate)]
+        metrics = self.summary(*(torch.cat(p) for p in zip(*parts)))
+        metrics["loss"] = metrics.pop("dpo_loss")
+        return {f"val/{k}": v for k, v in metrics.items()}
