@@ -202,6 +202,8 @@ class PPOConfig(TrainConfig):
             if not cond:
                 raise WorkbenchError(msg)
 
+        need(self.grad_accum == 1, f"ppo: grad_accum must be 1, got {self.grad_accum}: one step is one rollout of "
+             f"batch_size prompts; raise batch_size or num_minibatches instead")
         need(self.reward_model is not None, "ppo needs a reward model: reward_model=PATH (a `workbench train rm` run)")
         for name in ("max_prompt_len", "max_new_tokens", "ppo_epochs", "num_minibatches"):
             need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")

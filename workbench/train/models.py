@@ -35,7 +35,8 @@ def load_parent(spec: str | None, want: str, device, cfg=None, what: str = "init
     if kind != want:
         names = {"policy": "a language model (pretrain/sft/dpo/ppo run or `model init`)",
                  "reward": "a reward model (a `workbench train rm` run)"}
-        raise WorkbenchError(f"{what} {spec}: {path} is {names[kind]}, but {names[want]} is needed here")
+        got = names.get(kind, f"a {kind} model (e.g. a PPO critic)")
+        raise WorkbenchError(f"{what} {spec}: {path} is {got}, but {names[want]} is needed here")
     overrides = {}
     if cfg is not None:
         overrides = {"gradient_checkpointing": cfg.gradient_checkpointing, "compile": cfg.compile}
@@ -116,9 +117,10 @@ def load_scalar_model(path: str | Path, device=None, **overrides) -> tuple[Scala
 def load_reward_model(spec: str, device, what: str = "reward_model") -> tuple[ScalarHeadModel, dict, Path]:
     """A frozen reward model, its meta (extra.reward_stats) and its path; checks it is a reward model."""
     path = resolve_checkpoint(spec)
-    if checkpoint_kind(path) != "reward":
-        raise WorkbenchError(f"{what} {spec}: {path} is a language model, not a reward model "
-                             f"(train one with `workbench train rm`)")
+    kind = checkpoint_kind(path)
+    if kind != "reward":
+        got = "a language model" if kind == "policy" else f"a {kind} model"
+        raise WorkbenchError(f"{what} {spec}: {path} is {got}, not a reward model (train one with `workbench train rm`)")
     model, meta = load_scalar_model(path, device=device)
     for p in model.parameters():
         p.requires_grad_(False)
