@@ -33,10 +33,12 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 def _register_groups():
     from workbench.cli_data import data_app, tokenizer_app
     from workbench.cli_model import export, generate, model_app
+    from workbench.cli_train import train_app
 
     app.add_typer(data_app, name="data")
     app.add_typer(tokenizer_app, name="tokenizer")
     app.add_typer(model_app, name="model")
+    app.add_typer(train_app, name="train")
     app.command()(generate)
     app.command()(export)
 

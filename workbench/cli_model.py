@@ -49,7 +49,7 @@ def _config(preset_name: str, tokenizer: Optional[str], sets: list[str]):
 
 @model_app.command()
 def info(
-    checkpoint: Optional[str] = typer.Argument(None, help="A checkpoint directory (or give --preset)."),
+    checkpoint: Optional[str] = typer.Argument(None, help="A checkpoint directory or a run directory (its latest checkpoint); or give --preset."),
     preset_name: Optional[str] = typer.Option(None, "--preset", "-p", help="tiny, small, base, or their -dense twins."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="The vocabulary follows the tokenizer (default cl100k_base)."),
     sets: List[str] = typer.Option([], "--set", help="Override a config field: --set kv_lora_rank=64 (repeatable)."),
@@ -69,8 +69,10 @@ def info(
             raise WorkbenchError(f"--seq-len must be at least 1, got {seq_len}")
         if checkpoint is not None:
             from workbench.model.checkpoint import read_meta
+            from workbench.train.checkpoint import resolve_checkpoint
 
-            cfg, name = read_meta(checkpoint)["model"], checkpoint
+            ckpt = str(resolve_checkpoint(checkpoint))
+            cfg, name = read_meta(ckpt)["model"], ckpt
             if sets:
                 cfg = cfg.replace(**_parse_sets(sets))
         else:
@@ -116,7 +118,7 @@ def init(
 
 
 def generate(
-    checkpoint: str = typer.Argument(..., help="A checkpoint directory."),
+    checkpoint: str = typer.Argument(..., help="A checkpoint directory, or a run directory (its latest checkpoint)."),
     prompts: List[str] = typer.Option(..., "--prompt", help="Text to continue (or, with --chat, a user message). Repeat for a batch."),
     chat: bool = typer.Option(False, "--chat", help="Wrap the prompt in ChatML and stop at <|im_end|> (SFT/DPO/PPO models)."),
     system: Optional[str] = typer.Option(None, "--system", help="A system message (with --chat)."),
@@ -140,8 +142,11 @@ def generate(
         if system and not chat:
             raise WorkbenchError("--system needs --chat")
         sampling = SamplingConfig(max_new_tokens, temperature, top_k, top_p, greedy, seed).validate()
-        tok = load_checkpoint_tokenizer(checkpoint)
-        model, _ = load_checkpoint(checkpoint)
+        from workbench.train.checkpoint import resolve_checkpoint
+
+        ckpt = resolve_checkpoint(checkpoint)  # a run dir means its latest checkpoint, as --from does
+        tok = load_checkpoint_tokenizer(ckpt)
+        model, _ = load_checkpoint(ckpt)
         ids = [encode_prompt(tok, p, chat, system) for p in prompts]
         stop = [tok.im_end_id] if chat else [tok.eot_id]
         decoders = [TextDecoder(tok, skip_ids=stop) for _ in prompts]
@@ -162,7 +167,7 @@ def generate(
 
 
 def export(
-    checkpoint: str = typer.Argument(..., help="A checkpoint directory."),
+    checkpoint: str = typer.Argument(..., help="A checkpoint directory, or a run directory (its latest checkpoint)."),
     out: str = typer.Argument(..., help="Folder to write."),
     to: str = typer.Option("hf", "--to", help="Target format: hf (Hugging Face transformers)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
@@ -176,7 +181,9 @@ def export(
 
         if to != "hf":
             raise WorkbenchError(f"--to must be 'hf', got {to!r}")
-        path = export_hf(checkpoint, out, force=force)
+        from workbench.train.checkpoint import resolve_checkpoint
+
+        path = export_hf(resolve_checkpoint(checkpoint), out, force=force)
         arch = json.loads((path / "config.json").read_text())["architectures"][0]
         cli._Console(stderr=True).print(f"wrote {path} ({arch}); load it with "
                                         f"transformers.AutoModelForCausalLM.from_pretrained({str(path)!r})")

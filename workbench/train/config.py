@@ -285,7 +285,9 @@ def _checked(cls, data: dict, where) -> dict:
     out = {}
     for key, value in data.items():
         if key not in fields:
-            hint = [_ALIASES[key]] if key in _ALIASES else difflib.get_close_matches(str(key), fields, n=1)
+            # a field the key extends (lr_rate -> lr) beats difflib's fuzzy pick (lr_rate -> min_lr_ratio)
+            prefix = sorted((f for f in fields if str(key).startswith(f + "_")), key=len, reverse=True)
+            hint = [_ALIASES[key]] if key in _ALIASES else prefix or difflib.get_close_matches(str(key), fields, n=1)
             other = [s for s, c in CONFIGS.items() if key in {f.name for f in dataclasses.fields(c)}]
             msg = f"{where}: unknown setting {key!r} for stage {cls.stage!r}"
             if other:  # an exact name of another stage's setting says more than a near miss here

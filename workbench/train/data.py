@@ -49,9 +49,9 @@ def load_examples(spec: str, kind: str, tok, *, max_len: int | None, fmt: str | 
             "dropped_nothing_trainable": dropped, "truncated": truncated,
             "skipped_bad": sum(src.summary.skipped.values()) + sum(src.summary.unreadable.values())}
     if log is not None:
+        cut = f"{truncated} truncated to {max_len} tokens, " if max_len else ""
         log(f"{spec}: {len(examples)} examples from {len(records)} records ({src.format}); "
-            f"{dropped} dropped (nothing trainable), {truncated} truncated to {max_len} tokens, "
-            f"{info['skipped_bad']} bad records skipped")
+            f"{dropped} dropped (nothing trainable), {cut}{info['skipped_bad']} bad records skipped")
     if not examples:
         raise WorkbenchError(f"{spec}: no usable example ({len(records)} records, {dropped} with nothing "
                              f"trainable after truncation to max_len={max_len})")

@@ -495,13 +495,13 @@ class Engine:
         except (OSError, json.JSONDecodeError):
             lineage = {"stage": self.cfg.stage, "started": started}
         lineage.update(status=status, ended=_now(), step=self.step, error=error,
-                       final_checkpoint=str(final) if final else lineage.get("final_checkpoint"))
+                       final_checkpoint=str(Path(final).resolve()) if final else lineage.get("final_checkpoint"))
         atomic_write_text(path, json.dumps(lineage, indent=2) + "\n")
         self._send({"event": "end", "step": self.step, "stage": self.cfg.stage, "status": status,
                     "error": error, "checkpoint": str(final) if final else None,
                     "elapsed": self.elapsed_before + time.perf_counter() - t_start})
-        if status in ("failed", "crashed"):
-            self.log(f"run {status}: {error}")
+        if status in ("failed", "crashed", "interrupted") and self._log is not None:
+            self._log.write(f"{_now()} run {status}: {error}\n")  # the caller reports it to the user
         for f in (self._jsonl, self._log):
             if f is not None:
                 f.close()
