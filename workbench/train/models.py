@@ -36,7 +36,8 @@ def load_parent(spec: str | None, want: str, device, cfg=None, what: str = "init
         names = {"policy": "a language model (pretrain/sft/dpo/ppo run or `model init`)",
                  "reward": "a reward model (a `workbench train rm` run)"}
         got = names.get(kind, f"a {kind} model (e.g. a PPO critic)")
-        raise WorkbenchError(f"{what} {spec}: {path} is {got}, but {names[want]} is needed here")
+        where = f"{spec}: {path}" if str(path) != str(spec) else str(path)
+        raise WorkbenchError(f"{what} {where} is {got}, but {names[want]} is needed here")
     overrides = {}
     if cfg is not None:
         overrides = {"gradient_checkpointing": cfg.gradient_checkpointing, "compile": cfg.compile}
@@ -120,7 +121,8 @@ def load_reward_model(spec: str, device, what: str = "reward_model") -> tuple[Sc
     kind = checkpoint_kind(path)
     if kind != "reward":
         got = "a language model" if kind == "policy" else f"a {kind} model"
-        raise WorkbenchError(f"{what} {spec}: {path} is {got}, not a reward model (train one with `workbench train rm`)")
+        where = f"{spec}: {path}" if str(path) != str(spec) else str(path)
+        raise WorkbenchError(f"{what} {where} is {got}, not a reward model (train one with `workbench train rm`)")
     model, meta = load_scalar_model(path, device=device)
     for p in model.parameters():
         p.requires_grad_(False)
