@@ -78,3 +78,20 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_yaml(path: str | os.PathLike):
+    """A YAML file through yaml.safe_load (an empty file is {}); unreadable or invalid ones say why."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WorkbenchError(f"config file {path} not found") from None
+    except OSError as e:
+        raise WorkbenchError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise WorkbenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise WorkbenchError(f"{path}: not valid YAML: {e}") from None
+    return {} if data is None else data

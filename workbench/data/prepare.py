@@ -78,19 +78,12 @@ class PrepareConfig:
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> PrepareConfig:
     """A PrepareConfig from YAML (`section: {key: value}`), then `overrides` ({"pack.seq_len": 256})."""
-    import yaml
+    from workbench.io import read_yaml
 
     cfg = PrepareConfig()
     data = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as e:
-            raise WorkbenchError(f"cannot read config {path}: {e.strerror}") from None
-        except UnicodeDecodeError as e:
-            raise WorkbenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except yaml.YAMLError as e:
-            raise WorkbenchError(f"{path}: not valid YAML: {e}") from None
+        data = read_yaml(path)
         if not isinstance(data, dict):
             raise WorkbenchError(f"{path}: expected sections (input, filters, pii, dedup, pack, report)")
     for section, key, value in _flatten(data, path):

@@ -86,18 +86,23 @@ def read_meta(ckpt: str | Path) -> dict:
     return meta
 
 
-def load_checkpoint(ckpt: str | Path, device=None, **overrides) -> tuple[Transformer, dict]:
-    """(model in eval mode, meta). `overrides` change runtime switches (gradient_checkpointing, compile)."""
+def load_tensors(path: Path, device=None, what: str = "weights") -> dict[str, torch.Tensor]:
+    """A safetensors file (no pickle), or a WorkbenchError naming it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    try:
+        return load_file(str(path), device=str(device or "cpu"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WorkbenchError(f"{path}: cannot read {what} ({e})") from None
+
+
+def load_checkpoint(ckpt: str | Path, device=None, **overrides) -> tuple[Transformer, dict]:
+    """(model in eval mode, meta). `overrides` change runtime switches (gradient_checkpointing, compile)."""
     meta = read_meta(ckpt)
     cfg = meta["model"].replace(**overrides) if overrides else meta["model"]
     path = Path(ckpt) / WEIGHTS
-    try:
-        tensors = load_file(str(path), device=str(device or "cpu"))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WorkbenchError(f"{path}: cannot read weights ({e})") from None
+    tensors = load_tensors(path, device)
     model = Transformer(cfg, init=False)
     expected = _tensors(model)
     missing = sorted(set(expected) - set(tensors))

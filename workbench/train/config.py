@@ -17,7 +17,6 @@ import difflib
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from workbench.errors import WorkbenchError
 
@@ -256,20 +255,9 @@ def load_config(stage: str, path: str | os.PathLike | None = None, overrides: li
 
 
 def _read_yaml(path) -> dict:
-    import yaml
+    from workbench.io import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise WorkbenchError(f"config file {path} not found") from None
-    except OSError as e:
-        raise WorkbenchError(f"cannot read config {path}: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise WorkbenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except yaml.YAMLError as e:
-        raise WorkbenchError(f"{path}: not valid YAML: {e}") from None
-    if data is None:
-        return {}
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise WorkbenchError(f"{path}: expected a mapping of settings (key: value), got {type(data).__name__}")
     return data

@@ -23,21 +23,20 @@ engine does everything else, the same way for all of them:
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import importlib
-import json
 import math
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_write_text
 from workbench.train import checkpoint as ckpt_io
 from workbench.train.config import TrainConfig, dump_yaml, load_config
+from workbench.train.run_files import RunFiles, clean, parent_info
 
 STAGE_CLASSES = {"pretrain": "workbench.train.pretrain:PretrainStage", "sft": "workbench.train.sft:SFTStage",
                  "rm": "workbench.train.reward:RewardStage", "dpo": "workbench.train.dpo:DPOStage",
@@ -76,7 +75,7 @@ class Control:
             pass
 
 
-class Stage:
+class Stage(ABC):
     """What a stage gives the engine. Subclasses set `self.model` (saved as the checkpoint) in setup."""
 
     name = ""
@@ -88,17 +87,18 @@ class Stage:
         self.tokenizer = None
 
     # --- every stage implements these
+    @abstractmethod
     def setup(self) -> None:
         """Build models (on engine.device), the tokenizer and the data."""
-        raise NotImplementedError
 
+    @abstractmethod
     def batches(self, start: int):
         """Yield (position, micro-batch) forever; `position` after this batch resumes exactly."""
-        raise NotImplementedError
 
     def loss(self, batch) -> tuple[torch.Tensor, dict]:
-        """(loss to backpropagate, metrics). Metrics: floats, plus `tokens` (and `samples`) counts."""
-        raise NotImplementedError
+        """(loss to backpropagate, metrics). Metrics: floats, plus `tokens` (and `samples`) counts.
+        Used by the default train_step; a stage that overrides train_step (PPO) need not define it."""
+        raise TypeError(f"{type(self).__name__} defines neither loss() nor its own train_step()")
 
     def evaluate(self) -> dict:
         """Validation metrics, keys prefixed `val/` (run under no_grad by the engine)."""
@@ -161,19 +161,6 @@ def resolve_device(name: str) -> torch.device:
         raise WorkbenchError(f"device {name!r} is not a valid torch device") from None
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _clean(value):
-    """JSON-safe: numbers as floats/ints, NaN and infinities as null."""
-    if isinstance(value, torch.Tensor):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 class Engine:
     def __init__(self, cfg: TrainConfig | None, run_dir: str | Path, *, resume: bool = False,
                  control: Control | None = None, callbacks=(), overrides=None):
@@ -216,10 +203,7 @@ class Engine:
         self.stage: Stage | None = None
         self.optimizer = None
         self._params: list[torch.nn.Parameter] = []
-        self._jsonl = None
-        self._tb = None
-        self._log = None
-        self._early_log: list[str] = []  # lines logged during setup, before train.log is opened
+        self.files = RunFiles(self.run_dir)
 
     # ------------------------------------------------------------------ helpers for stages
     def autocast(self):
@@ -228,11 +212,7 @@ class Engine:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def log(self, message: str) -> None:
-        if self._log is not None:
-            self._log.write(f"{_now()} {message}\n")
-            self._log.flush()
-        else:
-            self._early_log.append(f"{_now()} {message}\n")
+        self.files.log(message)
         self._send({"event": "log", "step": self.step, "stage": self.cfg.stage, "message": message}, sinks=False)
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -396,11 +376,8 @@ class Engine:
                                  eps=self.cfg.eps, **kwargs)
 
     def _open_run_dir(self) -> str:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.run_dir / "train.log", "a", encoding="utf-8")
-        self._log.writelines(self._early_log)  # the stage's setup messages (data counts, truncation)
-        self._early_log = []
-        lineage_path = self.run_dir / "lineage.json"
+        resumed_empty = self.resume_from is None and (self.run_dir / "lineage.json").exists()
+        self.files.open(dump_yaml(self.cfg))
         if self.resume_from is not None:
             trainer, state = ckpt_io.load_state(self.resume_from)
             self.stage.load_model(self.resume_from)
@@ -411,59 +388,15 @@ class Engine:
             self.tokens_total = int(trainer.get("tokens_total", 0))
             self.elapsed_before = float(trainer.get("elapsed", 0.0))
             self.stage.load_state_dict(trainer.get("stage_state", {}))
-            self._truncate_metrics(self.step)
+            self.files.truncate_metrics(self.step)
             self.log(f"resumed from {self.resume_from} at step {self.step}")
-        elif lineage_path.exists():
+        elif resumed_empty:
             self.log("resumed a run that had no checkpoint yet: starting again from step 0")
-            self._truncate_metrics(0)
-        lineage = {}
-        if lineage_path.is_file():
-            try:
-                lineage = json.loads(lineage_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                lineage = {}
-        if not lineage:
-            lineage = {"stage": self.cfg.stage, "run_dir": str(self.run_dir.resolve()),
-                       "parent": self._parent_info(), "inputs": self.stage.lineage(),
-                       "started": _now(), "resumes": []}
-        else:
-            lineage.setdefault("resumes", []).append({"at": _now(), "from_step": self.step})
-        lineage.update(status="running", ended=None)
-        atomic_write_text(lineage_path, json.dumps(lineage, indent=2) + "\n")
-        atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.cfg))
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
-        if self.cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
-            except ImportError:  # the tensorboard package is optional
-                self._tb = None
-        return lineage["started"]
-
-    def _parent_info(self):
-        if not self.cfg.init_from:
-            return None
-        path = ckpt_io.resolve_checkpoint(self.cfg.init_from)
-        from workbench.model.checkpoint import WEIGHTS, read_meta
-
-        extra = read_meta(path).get("extra", {})
-        return {"path": str(path.resolve()), "sha256": ckpt_io.file_sha256(path / WEIGHTS),
-                "stage": extra.get("stage"), "kind": extra.get("kind", "policy"), "step": extra.get("step")}
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop records past `step` (written after the checkpoint we resume from) so curves stay clean."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        keep = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-        atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+            self.files.truncate_metrics(0)
+        parent = parent_info(self.cfg.init_from) if not (self.run_dir / "lineage.json").exists() else None
+        started = self.files.start_lineage(self.cfg.stage, parent, self.stage.lineage(), self.step)
+        self.files.open_metrics(self.cfg.tensorboard)
+        return started
 
     def _evaluate(self) -> None:
         was = {name: m.training for name, m in self.stage.trainable().items()}
@@ -489,35 +422,16 @@ class Engine:
         return path
 
     def _finish(self, started, status, error, final, t_start) -> None:
-        path = self.run_dir / "lineage.json"
-        try:
-            lineage = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            lineage = {"stage": self.cfg.stage, "started": started}
-        lineage.update(status=status, ended=_now(), step=self.step, error=error,
-                       final_checkpoint=str(Path(final).resolve()) if final else lineage.get("final_checkpoint"))
-        atomic_write_text(path, json.dumps(lineage, indent=2) + "\n")
+        self.files.finish_lineage(self.cfg.stage, started, status, self.step, error, final)
         self._send({"event": "end", "step": self.step, "stage": self.cfg.stage, "status": status,
                     "error": error, "checkpoint": str(final) if final else None,
                     "elapsed": self.elapsed_before + time.perf_counter() - t_start})
-        if status in ("failed", "crashed", "interrupted") and self._log is not None:
-            self._log.write(f"{_now()} run {status}: {error}\n")  # the caller reports it to the user
-        for f in (self._jsonl, self._log):
-            if f is not None:
-                f.close()
-        if self._tb is not None:
-            self._tb.close()
-        self._jsonl = self._log = self._tb = None
+        self.files.close(status, error)
 
     def _send(self, record: dict, sinks: bool = True) -> None:
-        record = {k: _clean(v) for k, v in record.items()}
-        if sinks and self._jsonl is not None:
-            self._jsonl.write(json.dumps(record) + "\n")
-            self._jsonl.flush()
-        if sinks and self._tb is not None and record.get("event") in ("train", "eval"):
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
-                    self._tb.add_scalar(f"{record['event']}/{k}" if "/" not in k else k, v, record["step"])
+        record = {k: clean(v) for k, v in record.items()}
+        if sinks:
+            self.files.write(record)
         for cb in self.callbacks:
             cb(record)
 

@@ -95,15 +95,11 @@ def write_scalar_model(model: ScalarHeadModel, dest: Path, tokenizer, extra: dic
 
 def load_scalar_model(path: str | Path, device=None, **overrides) -> tuple[ScalarHeadModel, dict]:
     """(ScalarHeadModel, meta) from a reward (or critic) checkpoint directory."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from workbench.model.checkpoint import load_tensors
 
     backbone, meta = load_checkpoint(path, device=device, **overrides)
     head_path = Path(path) / HEAD_FILE
-    try:
-        head = load_file(str(head_path), device=str(device or "cpu"))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WorkbenchError(f"{head_path}: cannot read the reward head ({e})") from None
+    head = load_tensors(head_path, device, "the reward head")
     model = ScalarHeadModel(backbone, zero_init=True)
     expected = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
     if {k: tuple(v.shape) for k, v in head.items()} != expected:
