@@ -37,7 +37,10 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     folder = Path(run_dir) / CHECKPOINTS
     pointer = folder / LATEST
     if not pointer.is_file():
-        return None
+        # A crash between renaming step-N into place and updating `latest`: step-N is complete (it
+        # was built aside and renamed), so the newest complete one is the run's latest.
+        done = sorted(p for p in folder.glob("step-*") if (p / TRAINER).is_file() and (p / CONFIG).is_file())
+        return done[-1] if done else None
     name = pointer.read_text(encoding="utf-8").strip()
     path = folder / name
     if not name or "/" in name or not (path / CONFIG).is_file():

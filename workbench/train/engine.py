@@ -41,6 +41,8 @@ from workbench.train.run_files import RunFiles, clean, parent_info
 STAGE_CLASSES = {"pretrain": "workbench.train.pretrain:PretrainStage", "sft": "workbench.train.sft:SFTStage",
                  "rm": "workbench.train.reward:RewardStage", "dpo": "workbench.train.dpo:DPOStage",
                  "ppo": "workbench.train.ppo:PPOStage"}
+# Settings that decide what the checkpoints contain: a resume may not change them.
+FIXED_ON_RESUME = ("stage", "init_from", "reward_model", "preset", "model", "tokenizer")
 SUMMED = ("tokens", "samples")  # per-micro-batch metrics that add up over accumulation (others average)
 
 
@@ -172,15 +174,19 @@ class Engine:
             saved = self.run_dir / "config.yaml"
             if not saved.is_file():
                 raise WorkbenchError(f"{self.run_dir}: not a run directory (no config.yaml); nothing to resume")
-            import yaml
+            from workbench.io import read_yaml
 
-            base = yaml.safe_load(saved.read_text(encoding="utf-8"))
+            base = read_yaml(saved)
             stage = base.get("stage") if isinstance(base, dict) else None
             if stage not in STAGE_CLASSES:
                 raise WorkbenchError(f"{saved}: no valid stage recorded ({stage!r})")
             if cfg is not None and cfg.stage != stage:
                 raise WorkbenchError(f"{self.run_dir} is a {stage} run, not {cfg.stage}")
             cfg = load_config(stage, None, overrides, base=base)
+            fixed = [k for k in FIXED_ON_RESUME if getattr(cfg, k, None) != base.get(k, getattr(cfg, k, None))]
+            if fixed:
+                raise WorkbenchError(f"--resume cannot change {', '.join(fixed)}: they define the model and its "
+                                     f"parents, which the checkpoints were made with; start a new run instead")
             self.resume_from = ckpt_io.latest_checkpoint(self.run_dir)
         elif cfg is None:
             raise WorkbenchError("no config given")
@@ -377,7 +383,7 @@ class Engine:
 
     def _open_run_dir(self) -> str:
         resumed_empty = self.resume_from is None and (self.run_dir / "lineage.json").exists()
-        self.files.open(dump_yaml(self.cfg))
+        self.files.open()
         if self.resume_from is not None:
             trainer, state = ckpt_io.load_state(self.resume_from)
             self.stage.load_model(self.resume_from)
@@ -395,7 +401,7 @@ class Engine:
             self.files.truncate_metrics(0)
         parent = parent_info(self.cfg.init_from) if not (self.run_dir / "lineage.json").exists() else None
         started = self.files.start_lineage(self.cfg.stage, parent, self.stage.lineage(), self.step)
-        self.files.open_metrics(self.cfg.tensorboard)
+        self.files.open_metrics(dump_yaml(self.cfg), self.cfg.tensorboard)
         return started
 
     def _evaluate(self) -> None:

@@ -58,15 +58,17 @@ class RunFiles:
             self._log.write(line)
             self._log.flush()
 
-    def open(self, config_yaml: str) -> None:
+    def open(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self._log = open(self.path / "train.log", "a", encoding="utf-8")
         self._log.writelines(self._early)  # the stage's setup messages (data counts, truncation)
         self._early = []
-        atomic_write_text(self.path / "config.yaml", config_yaml)
 
-    def open_metrics(self, tensorboard: bool) -> None:
-        """After any truncate_metrics (which replaces the file, so an earlier handle would write to the old one)."""
+    def open_metrics(self, config_yaml: str, tensorboard: bool) -> None:
+        """Write config.yaml and open the metrics sinks. Called once a resume has loaded its checkpoint
+        (so a failed resume leaves the saved config as it was) and after any truncate_metrics (which
+        replaces the file, so an earlier handle would write to the old one)."""
+        atomic_write_text(self.path / "config.yaml", config_yaml)
         self._jsonl = open(self.path / "metrics.jsonl", "a", encoding="utf-8")
         if tensorboard:
             try:

@@ -387,3 +387,26 @@ def test_run_dir_config_lineage_and_refusals(tmp_path, pretrained):
         train(None, tmp_path / "empty", resume=True)
     with pytest.raises(WorkbenchError, match="is a sft run, not pretrain"):
         train(load_config("pretrain", None, []), out, resume=True)
+
+
+def test_resume_refuses_to_change_the_model_and_leaves_the_saved_config_alone(tmp_path, small_tok):
+    out = tmp_path / "run"
+    run("pretrain", out, *pre(small_tok, "max_steps=2"))
+    saved = (out / "config.yaml").read_text()
+    for override in ("tokenizer=null", "model={n_layers: 3}", "preset=small"):
+        with pytest.raises(WorkbenchError, match="--resume cannot change"):
+            train(None, out, resume=True, overrides=["max_steps=3", override])
+    assert (out / "config.yaml").read_text() == saved
+    (out / "config.yaml").write_text(": : garbage [")
+    with pytest.raises(WorkbenchError, match="not valid YAML"):
+        train(None, out, resume=True)
+
+
+def test_a_crash_before_latest_was_updated_resumes_from_the_newest_complete_checkpoint(tmp_path, small_tok):
+    out = tmp_path / "run"
+    run("pretrain", out, *pre(small_tok, "max_steps=4", "save_every=2", "keep_checkpoints=0"))
+    (out / "checkpoints" / "latest").unlink()  # step-000004 was renamed into place, `latest` never updated
+    assert ckpt_io.latest_checkpoint(out).name == "step-000004"
+    resumed = []
+    train(None, out, resume=True, overrides=["max_steps=5"], callbacks=[resumed.append])
+    assert [r["step"] for r in resumed if r["event"] == "train"] == [5]
