@@ -23,6 +23,15 @@ from workbench.errors import WorkbenchError
 STAGES = ("pretrain", "sft", "rm", "dpo", "ppo")
 
 
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise WorkbenchError(msg)
+
+
+def _need_max_len(max_len: int) -> None:
+    _need(max_len >= 2, f"max_len must be at least 2, got {max_len}")
+
+
 @dataclass
 class TrainConfig:
     stage: str = ""
@@ -62,12 +71,7 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
-        c = self
-
-        def need(cond, msg):
-            if not cond:
-                raise WorkbenchError(msg)
-
+        c, need = self, _need
         need(c.lr > 0, f"lr must be a positive number, got {c.lr}")
         for name in ("max_steps", "batch_size", "grad_accum"):
             need(getattr(c, name) >= 1, f"{name} must be at least 1, got {getattr(c, name)}")
@@ -103,8 +107,7 @@ class PretrainConfig(TrainConfig):
 
     def validate(self):
         super().validate()
-        if self.seq_len < 1:
-            raise WorkbenchError(f"seq_len must be at least 1, got {self.seq_len}")
+        _need(self.seq_len >= 1, f"seq_len must be at least 1, got {self.seq_len}")
         return self
 
 
@@ -119,10 +122,8 @@ class SFTConfig(TrainConfig):
 
     def validate(self):
         super().validate()
-        if self.max_len < 2:
-            raise WorkbenchError(f"max_len must be at least 2, got {self.max_len}")
-        if self.mode not in ("all", "last"):
-            raise WorkbenchError(f"mode must be all or last, got {self.mode!r}")
+        _need_max_len(self.max_len)
+        _need(self.mode in ("all", "last"), f"mode must be all or last, got {self.mode!r}")
         return self
 
 
@@ -136,10 +137,8 @@ class RMConfig(TrainConfig):
 
     def validate(self):
         super().validate()
-        if self.max_len < 2:
-            raise WorkbenchError(f"max_len must be at least 2, got {self.max_len}")
-        if self.center_rewards_coef < 0:
-            raise WorkbenchError(f"center_rewards_coef must be 0 or more, got {self.center_rewards_coef}")
+        _need_max_len(self.max_len)
+        _need(self.center_rewards_coef >= 0, f"center_rewards_coef must be 0 or more, got {self.center_rewards_coef}")
         return self
 
 
@@ -157,14 +156,10 @@ class DPOConfig(TrainConfig):
 
     def validate(self):
         super().validate()
-        if not self.beta > 0:
-            raise WorkbenchError(f"beta must be positive, got {self.beta}")
-        if self.loss_type not in ("sigmoid", "ipo"):
-            raise WorkbenchError(f"loss_type must be sigmoid or ipo, got {self.loss_type!r}")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise WorkbenchError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        if self.max_len < 2:
-            raise WorkbenchError(f"max_len must be at least 2, got {self.max_len}")
+        _need(self.beta > 0, f"beta must be positive, got {self.beta}")
+        _need(self.loss_type in ("sigmoid", "ipo"), f"loss_type must be sigmoid or ipo, got {self.loss_type!r}")
+        _need(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        _need_max_len(self.max_len)
         return self
 
 
@@ -196,11 +191,7 @@ class PPOConfig(TrainConfig):
 
     def validate(self):
         super().validate()
-
-        def need(cond, msg):
-            if not cond:
-                raise WorkbenchError(msg)
-
+        need = _need
         need(self.grad_accum == 1, f"ppo: grad_accum must be 1, got {self.grad_accum}: one step is one rollout of "
              f"batch_size prompts; raise batch_size or num_minibatches instead")
         need(self.reward_model is not None, "ppo needs a reward model: reward_model=PATH (a `workbench train rm` run)")
