@@ -399,8 +399,8 @@ class Engine:
         elif resumed_empty:
             self.log("resumed a run that had no checkpoint yet: starting again from step 0")
             self.files.truncate_metrics(0)
-        parent = parent_info(self.cfg.init_from) if not (self.run_dir / "lineage.json").exists() else None
-        started = self.files.start_lineage(self.cfg.stage, parent, self.stage.lineage(), self.step)
+        started = self.files.start_lineage(self.cfg.stage, lambda: parent_info(self.cfg.init_from),
+                                           self.stage.lineage(), self.step)
         self.files.open_metrics(dump_yaml(self.cfg), self.cfg.tensorboard)
         return started
 

@@ -109,10 +109,11 @@ class RunFiles:
             return {}
 
     def start_lineage(self, stage: str, parent, inputs: dict, step: int) -> str:
-        """Create lineage.json, or record a resume in it; returns the run's start time."""
+        """Create lineage.json (or rebuild an unreadable one), or record a resume in it; returns the
+        run's start time. `parent()` describes the parent checkpoint (hashing it is only done here)."""
         lineage = self._lineage()
         if not lineage:
-            lineage = {"stage": stage, "run_dir": str(self.path.resolve()), "parent": parent, "inputs": inputs,
+            lineage = {"stage": stage, "run_dir": str(self.path.resolve()), "parent": parent(), "inputs": inputs,
                        "started": now(), "resumes": []}
         else:
             lineage.setdefault("resumes", []).append({"at": now(), "from_step": step})
