@@ -1,0 +1,1 @@
+"""Reusable widgets: token view, example list, charts, config form, confirm dialog."""
