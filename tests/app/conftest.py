@@ -1,0 +1,3 @@
+"""Fixtures for the TUI tests: the trainer tests' tiny tokenizer and models, and app helpers."""
+
+from tests.workbench.train.conftest import TINY, losses, pretrained, run, sft_run, small_tok  # noqa: F401
