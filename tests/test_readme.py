@@ -13,12 +13,16 @@ def _commands():
 
 def test_two_setup_commands_and_ci_runs_the_test_one():
     main, tests = _commands()
-    assert "workbench inspect sample_data/chat.jsonl" in main
+    assert main.endswith(".venv/bin/workbench tui")
     assert "pytest" in tests
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert tests in ci
 
 
-def test_main_command_points_at_real_sample_data():
+def test_main_command_opens_real_sample_data():
+    from app.app import plan_launch
+
     main, _ = _commands()
-    assert (ROOT / main.split("workbench inspect ")[1].split()[0]).is_file()
+    assert main.split("&&")[-1].split() == [".venv/bin/workbench", "tui"]  # no argument: the defaults
+    assert plan_launch([]).data == str(ROOT / "sample_data" / "chat.jsonl")
+    assert (ROOT / "sample_data" / "chat.jsonl").is_file()
