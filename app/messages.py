@@ -74,9 +74,186 @@ STOPPING = "Stopping {run_dir} (saving a checkpoint)…"
 WORKER_ERROR = "{what} failed: {error}"
 
 # --- data pane
+DATA_PATH_LABEL = "data"
+DATA_PATH_PLACEHOLDER = "a .jsonl .json .parquet .csv .arrow .txt file or folder (o: file tree)"
+DATA_FORMAT_AUTO = "auto"
+DATA_FORMAT_DETECTED = "auto: {format}"
+DATA_TOKENIZER_LABEL = "tokenizer"
+DATA_TOKENIZER_PLACEHOLDER = "cl100k_base, a .tiktoken file, a checkpoint or run dir"
+DATA_MODE_LABEL = "mode"
+DATA_MAX_LEN_LABEL = "max len"
+DATA_MAX_LEN_PLACEHOLDER = "none"
+DATA_SEARCH_PLACEHOLDER = "/ search message text"
+DATA_COL_FIRST = "first user line"
+DATA_COL_TOKENS = "tokens"
+DATA_COL_TRAINED = "trained"
+DATA_NO_DATA = "No data open: type a path above (→ completes it) or press o for the file tree."
+DATA_OPENING = "Opening {path}…"
+DATA_RECORDS = "{n:,} records"
+DATA_INDEXING = "{n:,} records so far · indexing {pct:.0%}"
+DATA_CHECKING = " · checking {pct:.0%}"
+DATA_SHOWN_GOOD = "{shown:,} good of {n:,} checked"
+DATA_HITS = "{hits:,} hits for “{query}”"
+DATA_SEARCHING = " · searching…"
+DATA_BAD = "✗ {error}"
+DATA_BAD_COUNTS = "{n:,} bad record{s}{so_far}: {reasons}"
+DATA_SO_FAR = " so far"
+DATA_SKIPPING = "Skipping {n:,} bad record{s}{so_far}: {reasons}"
+DATA_SKIP_BUTTON = "Skip bad"
+DATA_SHOW_BAD_BUTTON = "Show bad"
+DATA_TOKENIZER_LOADING = "loading {spec}…"
+DATA_TOKENIZER_FAILED = "Tokenizer: {error}"
+DATA_MODE_IGNORED = "mode {mode}: {kind} records ignore it ({why})"
+DATA_HEAD = "#{index} · {where} · {kind} · {counts}"
+DATA_COUNTS = "{tokens:,} tokens · {trained:,} trained · {masked:,} masked"
+DATA_PAIR_COUNTS = "{chosen:,} / {rejected:,} tokens"
+DATA_PROMPT_HEAD = "prompt: {n:,} tokens, never trained"
+DATA_HALF_HEAD = "{name}: {trained:,} of {response:,} trained"
+DATA_WARNING = "⚠ {warning}"
+DATA_TOKEN = "token {pos:,}/{n:,} · id {id} · {text} · {role} {part} · {label}"
+DATA_TOKEN_TRAINED = "label {label}: trained"
+DATA_TOKEN_MASKED = "label -100: masked"
+DATA_NO_TOKENS = "(no tokens)"
+DATA_WAITING_TOKENIZER = "Waiting for the tokenizer ({spec})…"
+DATA_RECORD_ERROR = "✗ {error}"
+DATA_RAW_TITLE = "── {name} ──"
+DATA_BINDINGS = {"search": "Find", "raw": "Raw", "boundaries": "Bounds", "tree": "Files"}
+DATA_COMMANDS = [  # (action, title, help) for the command palette
+    ("open", "Data: open a file", "Type a data file or folder path (completion with → or Tab)"),
+    ("tree", "Data: show / hide the file tree", "Browse folders and pick a data file"),
+    ("search", "Data: search message text", "Filter the examples to those whose messages contain a text"),
+    ("raw", "Data: raw messages / tokens", "Toggle between the role + content view and the token view"),
+    ("boundaries", "Data: token boundaries", "Toggle alternating shades that mark where each token ends"),
+    ("mode('all')", "Data: mode all", "Train every assistant turn"),
+    ("mode('last')", "Data: mode last", "Train only the last assistant turn"),
+    ("mode('every')", "Data: mode every", "Train every token (pretraining style)"),
+    ("skip", "Data: skip / show bad records", "List only the records that load, with the bad ones counted"),
+    ("tokenizer", "Data: choose the tokenizer", "cl100k_base, a .tiktoken file, or a checkpoint / run dir"),
+]
 
 # --- train pane
+TRAIN_STAGE = "Stage"
+TRAIN_FROM_FILE = "settings from {path}"
+TRAIN_EDITED = " (edited)"
+TRAIN_PICK_PARENT = "↳ or pick a run in {root}/"
+TRAIN_NO_PARENTS = "(no {stages} run in {root}/ yet)"
+TRAIN_GROUP_INVALID = "{group} — {n} to fix"
+TRAIN_OUT = "out"
+TRAIN_OUT_AUTO = "{root}/{stage}-DATE-TIME (new)"
+TRAIN_DETACHED = "detached"
+TRAIN_DETACHED_HELP = "Run as a `workbench train` process that keeps training after you close the TUI"
+TRAIN_START, TRAIN_PAUSE, TRAIN_RESUME, TRAIN_STOP, TRAIN_COPY = "Start", "Pause", "Resume", "Stop", "Copy"
+TRAIN_LOAD, TRAIN_SAVE = "Load", "Save"
+TRAIN_INVALID = "Not started: fix {names} (the message is beside each field)"
+TRAIN_GENERAL_ERROR = "Not started: {error}"
+TRAIN_COPIED = "Copied: {command}"
+TRAIN_LOAD_TITLE = "Load settings from a YAML file"
+TRAIN_SAVE_TITLE = "Save these settings as a YAML file"
+TRAIN_LOADED = "Loaded {path}"
+TRAIN_SAVED = "Saved {path}"
+TRAIN_IDLE = "ready: Start trains in this window; with “detached” in a process of its own"
+TRAIN_STARTING = "starting {run_dir}…"
+TRAIN_RUNNING = "● {run_dir}  step {step}/{max_steps}  loss {loss}  {speed:,.0f} tok/s"
+TRAIN_PAUSED = "⏸ {run_dir} paused at step {step} (Resume continues, Stop saves a checkpoint)"
+TRAIN_STOPPING = "■ {run_dir}: stopping after this step, saving a checkpoint…"
+TRAIN_MORE = "  (+{n} more running)"
+TRAIN_ENDED = "{status}: {run_dir}"
+TRAIN_DETACHED_STARTED = "Detached: {run_dir} trains in process {pid}; log {log}"
+TRAIN_DETACHED_FAILED = "the detached run exited with code {code}; the end of {log}:\n{tail}"
+TRAIN_ALREADY = "{run_dir} is already training in this window"
+TRAIN_NOTHING = "No run is training in this window"
+TRAIN_BUG_LOGGED = "{error} (traceback in {log})"
+TRAIN_COMMANDS = {  # the command palette: (title, help)
+    "start": ("Train: start", "Start the stage with these settings (in this window, or detached)"),
+    "pause": ("Train: pause / resume", "Pause the run between steps, or continue it"),
+    "stop": ("Train: stop", "Stop the run after this step; it saves a checkpoint (resume it later)"),
+    "copy": ("Train: copy the command", "Copy the equivalent `workbench train …` command"),
+    "load": ("Train: load settings (YAML)", "Fill the form from a config file"),
+    "save": ("Train: save settings (YAML)", "Save the form as a commented config file"),
+    "detached": ("Train: toggle detached", "Run the next start as a separate `workbench train` process"),
+}
 
 # --- monitor pane
+MONITOR_EMPTY = ("No run to show yet.\n\n"
+                 "• Start one in the Train pane (2), or open one from the Runs pane (4).\n"
+                 "• Press o here and type a run directory — also one that a `workbench train` in another\n"
+                 "  terminal is writing right now: its curves grow as it trains.\n"
+                 "• Or start the workbench on runs:  workbench tui runs/sft   (several: overlaid)")
+MONITOR_NO_POINTS = "waiting for data…"
+MONITOR_WAITING = "waiting for {path} (nothing written yet)"
+MONITOR_LOG_TAG = "log-y"
+MONITOR_OPTIONS = "x {x} · smoothing {smoothing} · log-y {logy}"
+MONITOR_BAD_LINES = "{name}: {n} malformed line(s) in metrics.jsonl skipped"
+MONITOR_RELOADED = "{name}: metrics.jsonl was rewritten (a resume?): reloaded"
+MONITOR_NO_LOG = "(train.log is empty)"
+MONITOR_OPEN_PROMPT = "Run directory to follow (Enter; Esc to cancel)"
+MONITOR_ADD_PROMPT = "Run directory to overlay on these charts (Enter; Esc to cancel)"
+MONITOR_ENDED = "{name}: {status}"
+MONITOR_ENDED_ERROR = "{name}: {status} — {error}"
+MONITOR_KEYS = {"smooth": "EMA", "logy": "Log", "xaxis": "X", "open": "Open", "add": "Add"}  # footer: short
+MONITOR_COMMANDS = {  # the command palette: (title, help)
+    "smooth": ("Monitor: smoothing", "Cycle the EMA smoothing of the curves: off, 0.6, 0.9, 0.99"),
+    "logy": ("Monitor: log-y", "Toggle a logarithmic y axis on every chart"),
+    "xaxis": ("Monitor: x = step / tokens", "Plot against optimizer steps or cumulative training tokens"),
+    "open": ("Monitor: open a run directory", "Follow a run directory (replaces what the Monitor shows)"),
+    "add": ("Monitor: overlay a run directory", "Add a run to the charts, to compare it with the others"),
+}
+# Each chart: (title, what healthy looks like — one line, it sits under the chart).
+MONITOR_PANELS = {
+    "loss": ("loss", "falls, then flattens; val/loss (dots) rising = overfitting"),
+    "lr": ("learning rate", "linear warmup, then decays to lr × min_lr_ratio"),
+    "grad_norm": ("grad norm", "steady or slowly falling; repeated spikes = unstable"),
+    "tokens_per_s": ("tokens/s", "flat; dips at evals, checkpoints, or a busy CPU"),
+    "moe_balance": ("MoE balance", "near 1.0 = experts evenly used; climbing = collapse"),
+    "rm_accuracy": ("accuracy", "rises above 0.5 (chance); val/accuracy is the honest one"),
+    "rm_margin": ("margin", "chosen − rejected reward grows; val/margin follows"),
+    "rm_rewards": ("rewards", "chosen above rejected, both bounded (no drift)"),
+    "dpo_rewards": ("rewards chosen / rejected", "rejected falls faster; chosen must not collapse"),
+    "dpo_margins": ("reward margins", "rising while chosen rewards do not collapse"),
+    "dpo_accuracies": ("reward accuracies", "from ~0.5 toward 1; val far below = overfitting"),
+    "dpo_logps": ("log-probs chosen / rejected", "chosen holds up while rejected falls"),
+    "ppo_scores": ("scores", "reward-model scores rise; val/score (dots) follows"),
+    "ppo_kl": ("KL to reference", "≥ 0 and bounded; a steady climb = drifting from SFT"),
+    "ppo_reward": ("KL-penalised reward", "score − β·KL, what PPO maximises: rises"),
+    "ppo_entropy": ("entropy", "falls slowly; a crash toward 0 = collapse to one answer"),
+    "ppo_clipfrac": ("clip fraction", "small (< 0.2); high = updates too large"),
+    "ppo_approxkl": ("approx KL (policy step)", "small (≈ 0.01); large = updates too large"),
+    "ppo_ratio": ("probability ratio", "near 1 (exactly 1 on the first minibatch)"),
+    "ppo_length": ("response length", "stable; racing to max_new_tokens or 1 = reward hacking"),
+    "ppo_eos": ("EOS rate", "rises toward 1: answers end with <|im_end|>"),
+    "ppo_value": ("policy / value loss", "value loss falls as the critic learns"),
+}
 
 # --- runs pane
+RUNS_ROOT = "Root"
+RUNS_ROOT_HELP = "The folder whose run directories are listed (nested ones too); Enter to change it"
+RUNS_COLUMNS = {"name": "Run", "stage": "Stage", "status": "Status", "steps": "Step", "metrics": "Last metrics",
+                "started": "Started"}
+RUNS_SUMMARY = "{n} runs: {counts}"
+RUNS_NO_ROOT = ("{root} does not exist yet. Runs started from the Train pane or with `workbench train` appear "
+                "here; type another root above and press Enter.")
+RUNS_EMPTY = ("No runs under {root}. Start one in the Train pane, or: workbench train pretrain --config "
+              "configs/pretrain/tiny.yaml --out {root}/pretrain")
+RUNS_NONE_SELECTED = "No run selected"
+RUNS_DETAIL = ("{name}  {stage}  ", "  step {steps}  {when}")  # around the coloured status
+RUNS_HELD = "training: {holder}"
+RUNS_PARENT = "from {parent}"
+RUNS_REWARD = "reward model {rm}"
+RUNS_TREE_REWARD = "  ← scored by {rm}"
+RUNS_TREE_OUTSIDE = "  ← from {parent}"
+RUNS_OPENED = "Monitor: {name}"
+RUNS_COPIED = "Copied: {command}"
+RUNS_COPY_HINT = "   (c copies it)"
+RUNS_CANNOT_DELETE = "{name} is training: stop it before deleting it"
+RUNS_DELETE_ASK = "Delete {name} ({stage}, {status}, step {steps})? Its checkpoints, metrics and logs are removed."
+RUNS_DELETE_CHILDREN = "\n{children} start from it or use it: they keep their weights, but their parent will be gone."
+RUNS_DELETED = "Deleted {name}"
+RUNS_COMMANDS = {  # the command palette: (title, help)
+    "open": ("Runs: open in the Monitor", "Show the selected run's curves in the Monitor"),
+    "add": ("Runs: add to the Monitor", "Overlay the selected run on the runs the Monitor shows"),
+    "resume": ("Runs: resume", "Continue the selected stopped, crashed or failed run (the Train pane runs it)"),
+    "copy": ("Runs: copy the command", "Copy `workbench train STAGE --resume RUN` for the selected run"),
+    "delete": ("Runs: delete", "Delete the selected run directory (asks first; never a running one)"),
+    "refresh": ("Runs: refresh", "Scan the root again now (it also refreshes every few seconds)"),
+    "root": ("Runs: change the root", "Type the folder whose runs are listed"),
+}

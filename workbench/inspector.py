@@ -36,6 +36,9 @@ TRAINED = ("bold green on grey15", "bold green on grey23")
 MASKED = ("grey62 on grey7", "grey62 on grey15")
 SPECIAL = "bold magenta reverse"
 SPECIAL_TRAINED = "bold green reverse"
+# Why --mode does not change what is trained in records that are not conversations.
+MODE_IGNORED = {"preference": "their response is trained and their prompt is not",
+                "prompt": "nothing in a prompt is trained", "text": "every token of a text is trained"}
 
 
 @dataclass
@@ -57,10 +60,8 @@ def inspect(opts: InspectOptions, out: Console, err: Console) -> int:
     tok = load_tokenizer(opts.tokenizer)
     src = open_source(opts.data, opts.format, opts.split, skip_bad=opts.skip_bad)
     if src.kind != "conversation" and opts.mode != "all":
-        what = {"preference": "their response is trained and their prompt is not",
-                "prompt": "nothing in a prompt is trained", "text": "every token of a text is trained"}
         raise WorkbenchError(f"--mode {opts.mode} applies to conversations, not {src.kind} records: "
-                             f"{what[src.kind]}, whatever the mode")
+                             f"{MODE_IGNORED[src.kind]}, whatever the mode")
     if opts.index is not None:
         pairs = [(opts.index, read_record(src, opts.index))]
     else:
@@ -123,24 +124,37 @@ def example_panel(tok: Tokenizer, src: Source, ex: Example, plain: bool = False)
                  border_style="red" if ex.dropped else "blue")
 
 
+def token_pieces(tok: Tokenizer, r: Rendered, start: int = 0, end: int | None = None,
+                 boundaries: bool = True) -> list[tuple[str, str, int]]:
+    """(text, style, token index) for each token of [start, end), as `token_text` shows them: trained
+    in green, masked dim, specials reversed (a trained one followed by a "✓" piece), newlines as ↵.
+    Shades alternate to mark token boundaries; `boundaries=False` gives each kind one shade."""
+    pieces = []
+    for i in range(start, len(r) if end is None else end):
+        tid = r.input_ids[i]
+        trained = r.labels[i] != -100
+        piece = printable(tok.token_str(tid).replace("\n", "↵\n").replace("\t", "→\t"))
+        if tid in tok.special_ids:
+            pieces.append((piece, SPECIAL_TRAINED if trained else SPECIAL, i))
+            if trained:
+                pieces.append(("✓", "bold green", i))
+        else:
+            pieces.append((piece, (TRAINED if trained else MASKED)[i % 2 if boundaries else 0], i))
+    return pieces
+
+
 def token_text(tok: Tokenizer, r: Rendered, start: int = 0, end: int | None = None,
                plain: bool = False) -> Text:
     """Tokens as text: trained in green, masked dim; shades alternate to show token boundaries.
     Without colours, each run of trained tokens is wrapped in « »."""
     text = Text()
     inside = False
-    for i in range(start, len(r) if end is None else end):
-        tid = r.input_ids[i]
+    for piece, style, i in token_pieces(tok, r, start, end):
         trained = r.labels[i] != -100
         if plain and trained != inside:
             text.append("«" if trained else "»")
             inside = trained
-        shades = TRAINED if trained else MASKED
-        piece = printable(tok.token_str(tid).replace("\n", "↵\n").replace("\t", "→\t"))
-        special = SPECIAL_TRAINED if r.labels[i] != -100 else SPECIAL
-        text.append(piece, style=special if tid in tok.special_ids else shades[i % 2])
-        if tid in tok.special_ids and r.labels[i] != -100:
-            text.append("✓", style="bold green")
+        text.append(piece, style=style)
     if inside:
         text.append("»")
     return text

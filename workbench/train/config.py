@@ -32,6 +32,22 @@ def _need_max_len(max_len: int) -> None:
     _need(max_len >= 2, f"max_len must be at least 2, got {max_len}")
 
 
+# The settings that take one of a few words. Validation and the TUI's form (train/schema.py) both
+# read this table, so a Select never offers a value the config refuses. (`device` is not here: it
+# also takes cuda:N.)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "schedule": ("cosine", "linear", "constant"),
+    "dtype": ("auto", "fp32", "bf16"),
+    "mode": ("all", "last"),
+    "loss_type": ("sigmoid", "ipo"),
+}
+
+
+def _need_choice(cfg, name: str) -> None:
+    choices, value = CHOICES[name], getattr(cfg, name)
+    _need(value in choices, f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+
+
 @dataclass
 class TrainConfig:
     stage: str = ""
@@ -78,15 +94,14 @@ class TrainConfig:
         for name in ("warmup_steps", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "seed"):
             need(getattr(c, name) >= 0, f"{name} must be 0 or more, got {getattr(c, name)}")
         need(c.max_nonfinite >= 1, f"max_nonfinite must be at least 1, got {c.max_nonfinite}")
-        need(c.schedule in ("cosine", "linear", "constant"),
-             f"schedule must be cosine, linear or constant, got {c.schedule!r}")
+        _need_choice(c, "schedule")
         need(0 <= c.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {c.min_lr_ratio}")
         need(c.weight_decay >= 0, f"weight_decay must be 0 or more, got {c.weight_decay}")
         need(0 <= c.beta1 < 1 and 0 <= c.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {c.beta1}, {c.beta2}")
         need(c.eps > 0, f"eps must be positive, got {c.eps}")
         need(c.grad_clip >= 0, f"grad_clip must be 0 (off) or positive, got {c.grad_clip}")
         need(0 <= c.val_fraction < 1, f"val_fraction must be in [0, 1), got {c.val_fraction}")
-        need(c.dtype in ("auto", "fp32", "bf16"), f"dtype must be auto, fp32 or bf16, got {c.dtype!r}")
+        _need_choice(c, "dtype")
         need(c.device == "auto" or c.device == "cpu" or c.device.startswith("cuda"),
              f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")
         need(c.data is not None, f"{c.stage}: no training data: set data (in the config file or data=PATH)")
@@ -123,7 +138,7 @@ class SFTConfig(TrainConfig):
     def validate(self):
         super().validate()
         _need_max_len(self.max_len)
-        _need(self.mode in ("all", "last"), f"mode must be all or last, got {self.mode!r}")
+        _need_choice(self, "mode")
         return self
 
 
@@ -157,7 +172,7 @@ class DPOConfig(TrainConfig):
     def validate(self):
         super().validate()
         _need(self.beta > 0, f"beta must be positive, got {self.beta}")
-        _need(self.loss_type in ("sigmoid", "ipo"), f"loss_type must be sigmoid or ipo, got {self.loss_type!r}")
+        _need_choice(self, "loss_type")
         _need(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         _need_max_len(self.max_len)
         return self

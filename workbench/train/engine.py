@@ -18,6 +18,7 @@ engine does everything else, the same way for all of them:
 - RUN/ holds config.yaml (resolved), metrics.jsonl, lineage.json, train.log and checkpoints/.
   Resume restores model, optimiser, RNG states, the data position and the stage's own state, so
   a run stopped at step k and resumed gives the same losses as one that never stopped.
+- While a run trains, RUN/.lock names its process (lock.py): a second trainer is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.train import checkpoint as ckpt_io
 from workbench.train.config import TrainConfig, dump_yaml, load_config
+from workbench.train.lock import LOCK, RunLock
 from workbench.train.run_files import RunFiles, clean, parent_info
 
 STAGE_CLASSES = {"pretrain": "workbench.train.pretrain:PretrainStage", "sft": "workbench.train.sft:SFTStage",
@@ -190,9 +192,9 @@ class Engine:
             self.resume_from = ckpt_io.latest_checkpoint(self.run_dir)
         elif cfg is None:
             raise WorkbenchError("no config given")
-        elif self.run_dir.exists() and (not self.run_dir.is_dir() or any(self.run_dir.iterdir())):
-            raise WorkbenchError(f"{self.run_dir} already exists and is not empty; choose a new --out "
-                                 f"or continue it with --resume {self.run_dir}")
+        else:
+            self._check_new_dir()
+        self.resume = resume
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.amp_dtype = torch.bfloat16 if (self.device.type == "cuda" and cfg.dtype != "fp32") else None
@@ -261,8 +263,24 @@ class Engine:
         out["loss"] = total / len(micro)
         return out
 
+    def _check_new_dir(self) -> None:
+        d = self.run_dir
+        if d.exists() and (not d.is_dir() or any(p.name != LOCK for p in d.iterdir())):
+            raise WorkbenchError(f"{d} already exists and is not empty; choose a new --out "
+                                 f"or continue it with --resume {d}")
+
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
+        """Train under the run directory's lock (lock.py), taken before anything in it changes and
+        released however the run ends: a second trainer on the same directory is refused."""
+        with RunLock(self.run_dir) as lock:
+            if lock.took_over is not None:
+                self.log(f"took over the stale run lock of {lock.took_over.describe()}: {lock.took_over.reason}")
+            if not self.resume:
+                self._check_new_dir()  # again: another trainer may have filled it before we got the lock
+            return self._run()
+
+    def _run(self) -> dict:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         import random

@@ -1,0 +1,69 @@
+"""Typing a path: a Suggester that completes file and folder names, and a modal that asks for one.
+
+    Input(suggester=PathSuggester())                   # → (right arrow) accepts the grey completion
+    app.push_screen(AskPath("Save as", "x.yaml"), callback)   # callback(path | None)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.suggester import Suggester
+from textual.widgets import Button, Input, Static
+
+
+class PathSuggester(Suggester):
+    """Completes the last part of a path with the first matching entry of its folder (folders get a /)."""
+
+    def __init__(self):
+        # No cache: a folder's contents change (a run that finishes, a config just saved).
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        folder, _, start = value.rpartition("/")
+        where = Path(os.path.expanduser(folder or ".")) if folder or not value.startswith("/") else Path("/")
+        try:
+            names = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(where)
+                           if e.name.startswith(start) and (start.startswith(".") or not e.name.startswith(".")))
+        except OSError:
+            return None
+        for name in names:
+            if name != start:
+                return f"{folder}/{name}" if folder or value.startswith("/") else name
+        return None
+
+
+class AskPath(ModalScreen[str | None]):
+    """Asks for a path (with completion); dismisses with the path, or None on Escape / Cancel."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", ok: str = "OK"):
+        super().__init__(classes="ask-path")
+        self.title_text, self.value, self.ok = title, value, ok
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, markup=False)
+            yield Input(self.value, suggester=PathSuggester(), id="ask-path-input")
+            with Horizontal():
+                yield Button("Cancel", id="ask-path-cancel")
+                yield Button(self.ok, id="ask-path-ok", variant="primary")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip() or None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(self.query_one(Input).value.strip() or None if event.button.id == "ask-path-ok" else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,60 @@
+"""One line per followed run for the Monitor's header: colour key, name, stage, progress, ETA, speed.
+
+    run_line(run, "#3b8eea", width=80)  ->  ● sft  sft  ━━━━━━━━━━──── 48/60 80%  eta 3s  9.6k tok/s  cpu  running
+
+The figures (step, ETA, tokens/s, status) come from workbench.train.follow (RunHeader.merged);
+this only lays them out to fit the width.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from app import messages as M
+from workbench.train.watch import duration, short_number
+
+STATUS_STYLE = {"running": "bold #2aa876", "finished": "bold #3b8eea", "stopped": "bold #e5a50a",
+                "failed": "bold #d9534f", "crashed": "bold #d9534f", "interrupted": "bold #d9534f"}
+NAME_MAX = 24
+
+
+def progress_bar(step: int, total: int | None, width: int) -> Text:
+    if not total or width < 1:
+        return Text("")
+    filled = round(width * min(1.0, step / total))
+    return Text.assemble(("━" * filled, "#2aa876"), ("─" * (width - filled), "dim"))
+
+
+def run_line(run, color: str, width: int) -> Text:
+    """`run`: the Monitor's Run (path, name, history, header, loaded)."""
+    name = run.name if len(run.name) <= NAME_MAX else "…" + run.name[-(NAME_MAX - 1):]
+    line = Text.assemble(("● ", color), (name, "bold"))
+    if run.header is None and not run.loaded:
+        return line  # the first read has not come back yet
+    info = run.header.merged(run.history) if run.header else {}
+    if not run.history.series and not run.history.start and info.get("status") in (None, "unknown"):
+        return line.append("  " + M.MONITOR_WAITING.format(path=run.path / "metrics.jsonl"), style="dim")
+    step, total = info.get("step", 0), info.get("max_steps")
+    tail = Text()
+    tail.append(f" {step}/{total}" if total else f" step {step}")
+    if total:
+        tail.append(f" {min(100, round(100 * step / total))}%")
+    if info.get("eta") is not None:
+        tail.append(f"  eta {duration(info['eta'])}")
+    if info.get("tokens_per_s"):
+        tail.append(f"  {short_number(info['tokens_per_s'])} tok/s")
+    if info.get("device"):
+        tail.append(f"  {info['device']}")
+    status = info.get("status") or "unknown"
+    tail.append(f"  {status}", style=STATUS_STYLE.get(status, "dim"))
+    if run.history.end and run.history.end.get("error"):
+        tail.append(f"  {run.history.end['error']}", style="#d9534f")
+    elif run.header and run.header.problem:
+        tail.append(f"  {run.header.problem}", style="#d9534f")
+    head = Text.assemble(line, (f"  {info.get('stage') or '?'}  ", "dim"))
+    bar = max(0, min(30, width - head.cell_len - tail.cell_len - 2))
+    if bar < 6:  # too narrow for a useful bar: the figures matter more
+        bar = 0
+    out = head + progress_bar(step, total, bar) + tail
+    out.truncate(width - 1, overflow="ellipsis")
+    return out
