@@ -27,8 +27,13 @@ PANES = ("data", "train", "monitor", "runs")
 TABS = Binding.Group("Panes", compact=True)
 
 
+RUN_FILES = ("config.yaml", "metrics.jsonl", "lineage.json", "train.log", "checkpoints")
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow", ".txt")
+
+
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any((path / f).exists() for f in ("config.yaml", "metrics.jsonl", "lineage.json"))
+    """A run directory: anything the engine writes first (train.log appears before metrics.jsonl)."""
+    return path.is_dir() and any((path / f).exists() for f in RUN_FILES)
 
 
 @dataclass
@@ -51,6 +56,8 @@ def plan_launch(paths: list[str], runs_root: str = "runs") -> Launch:
             launch.runs.append(str(path))
         elif path.exists():
             data.append(str(path))
+        elif path.suffix.lower() not in DATA_SUFFIXES and path.parent.is_dir():
+            launch.runs.append(str(path))  # a run about to start there: the Monitor waits for it
         else:
             raise WorkbenchError(f"no such file or folder: {p}")
     if len(data) > 1:

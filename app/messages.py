@@ -185,11 +185,9 @@ MONITOR_LOG_TAG = "log-y"
 MONITOR_OPTIONS = "x {x} · smoothing {smoothing} · log-y {logy}"
 MONITOR_BAD_LINES = "{name}: {n} malformed line(s) in metrics.jsonl skipped"
 MONITOR_RELOADED = "{name}: metrics.jsonl was rewritten (a resume?): reloaded"
-MONITOR_NO_LOG = "(train.log is empty)"
+MONITOR_NO_LOG = "(nothing in train.log yet)"
 MONITOR_OPEN_PROMPT = "Run directory to follow (Enter; Esc to cancel)"
 MONITOR_ADD_PROMPT = "Run directory to overlay on these charts (Enter; Esc to cancel)"
-MONITOR_ENDED = "{name}: {status}"
-MONITOR_ENDED_ERROR = "{name}: {status} — {error}"
 MONITOR_KEYS = {"smooth": "EMA", "logy": "Log", "xaxis": "X", "open": "Open", "add": "Add"}  # footer: short
 MONITOR_COMMANDS = {  # the command palette: (title, help)
     "smooth": ("Monitor: smoothing", "Cycle the EMA smoothing of the curves: off, 0.6, 0.9, 0.99"),
@@ -246,7 +244,7 @@ RUNS_COPIED = "Copied: {command}"
 RUNS_COPY_HINT = "   (c copies it)"
 RUNS_CANNOT_DELETE = "{name} is training: stop it before deleting it"
 RUNS_DELETE_ASK = "Delete {name} ({stage}, {status}, step {steps})? Its checkpoints, metrics and logs are removed."
-RUNS_DELETE_CHILDREN = "\n{children} start from it or use it: they keep their weights, but their parent will be gone."
+RUNS_DELETE_CHILDREN = "\nRuns made from it (they keep their own weights, but lose their parent): {children}."
 RUNS_DELETED = "Deleted {name}"
 RUNS_COMMANDS = {  # the command palette: (title, help)
     "open": ("Runs: open in the Monitor", "Show the selected run's curves in the Monitor"),

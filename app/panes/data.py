@@ -29,7 +29,7 @@ from app.widgets.data_bar import DataBar
 from app.widgets.example_list import ExampleList
 from app.widgets.example_view import ExampleView
 from app.widgets.token_view import TokenView
-from workbench.data.browse import Browser, Encoding, open_browser, tokenizer_of
+from workbench.data.browse import Browser, Encoding, open_browser, opens_at_once, tokenizer_of
 from workbench.data.loading import BUILDERS
 from workbench.data.record_view import display_path
 from workbench.errors import WorkbenchError
@@ -99,7 +99,9 @@ class DataPane(Vertical):
             yield ExampleView(id="data-example")
 
     def on_mount(self) -> None:
-        self._load_tokenizer("cl100k_base")
+        # Threads started now would compete for the GIL with the App's start (measured: a 100k-record
+        # file's first screen came ~2x later): the tokenizer loads once the first screen is up.
+        self.call_after_refresh(self._load_tokenizer, "cl100k_base")
         if self.path:
             self.open(self.path)
         else:
@@ -125,18 +127,36 @@ class DataPane(Vertical):
         self.query_one(ExampleView).message(M.DATA_OPENING.format(path=self.path))
         self._status(M.DATA_OPENING.format(path=self.path))
         self.query_one("#data-problem").display = False
-        self.run_worker(partial(self._load, self.path, self.fmt, skip_bad, self._gen["open"]), thread=True,
-                        exclusive=True, group="data-open", exit_on_error=False)
+        gen = self._gen["open"]
+        if not opens_at_once(self.path):
+            self._worker(partial(self._load, self.path, self.fmt, skip_bad, gen))
+            return
+        # A .jsonl file opens here, at once (its first MiB is indexed), so the first screen shows
+        # rows; the rest of the index and the check of every record follow in a worker.
+        try:
+            b = open_browser(self.path, self.fmt, skip_bad)
+        except Exception as e:  # any bad input: a message in the pane, never a crash
+            self._opened(self.Opened(gen, None, _message(e)))
+            return
+        self._opened(self.Opened(gen, b))
+        self.call_after_refresh(self._worker, partial(self._follow, b, gen))
+
+    def _worker(self, work) -> None:
+        self.run_worker(work, thread=True, exclusive=True, group="data-open", exit_on_error=False)
 
     def _load(self, path: str, fmt: str | None, skip_bad: bool, gen: int) -> None:
-        """Worker thread: open, then index the rest and check every record, reporting as it goes."""
-        worker = get_current_worker()
+        """Worker thread: open a source that datasets reads (it takes a while), then follow it."""
         try:
             b = open_browser(path, fmt, skip_bad)
         except Exception as e:  # any bad input: a message in the pane, never a crash
-            self.post_message(self.Opened(gen, None, str(e) if isinstance(e, WorkbenchError) else f"{type(e).__name__}: {e}"))
+            self.post_message(self.Opened(gen, None, _message(e)))
             return
         self.post_message(self.Opened(gen, b))
+        self._follow(b, gen)
+
+    def _follow(self, b: Browser, gen: int) -> None:
+        """Worker thread: index the rest and check every record, reporting ~5 times a second."""
+        worker = get_current_worker()
         last, had_error = time.monotonic(), False
         while not worker.is_cancelled and gen == self._gen["open"]:
             started = time.monotonic()
@@ -235,7 +255,7 @@ class DataPane(Vertical):
         try:
             self.post_message(self.TokenizerLoaded(gen, tokenizer_of(spec)))
         except Exception as e:
-            self.post_message(self.TokenizerLoaded(gen, None, str(e) if isinstance(e, WorkbenchError) else f"{type(e).__name__}: {e}"))
+            self.post_message(self.TokenizerLoaded(gen, None, _message(e)))
 
     @on(TokenizerLoaded)
     def _tokenizer_loaded(self, message: TokenizerLoaded) -> None:
@@ -421,3 +441,8 @@ class DataPane(Vertical):
             self._show_tree(False)
         elif isinstance(focused, TokenView) or focused is search:
             self.query_one(ExampleList).focus()
+
+
+def _message(e: Exception) -> str:
+    """What to tell a person: a WorkbenchError says it all; anything else names its type."""
+    return str(e) if isinstance(e, WorkbenchError) else f"{type(e).__name__}: {e}"

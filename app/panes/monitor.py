@@ -8,7 +8,9 @@ Everything comes from RUN/metrics.jsonl, followed by a thread worker every 0.5 s
 read; workbench.train.follow decides about partial lines, late files and resumes), so closing and
 reopening the TUI loses nothing and a headless `workbench train` in another terminal shows live.
 Records that also arrive through `add_records` are kept once (RunHistory dedups). Charts are
-redrawn on a 0.2 s timer, and only when something they show changed: at most 5 redraws a second.
+redrawn on a 0.2 s timer, only when something they show changed (at most 5 redraws a second), and
+paced by what redrawing costs, so that charts never take more than a quarter of the UI thread.
+Layout: one column of charts at 80 columns (scroll for the rest), two from 120, three from 170.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from textual.worker import get_current_worker
 from app import messages as M
 from app.widgets.charts import ChartPanel, Line
 from app.widgets.path_input import AskPath
-from app.widgets.run_header import run_line
+from app.widgets.run_header import run_lines
 from workbench.errors import WorkbenchError
 from workbench.train.follow import RunHistory
 from workbench.train.watch import (HeaderRead, Loaded, Records, RunHeader, RunWatcher, follow_target, panels_for,
                                    run_names)
 
 POLL_S, REDRAW_S = 0.5, 0.2
+DUTY = 0.25  # charts may take at most this share of the UI thread (a redraw costing c waits c / DUTY)
 SMOOTHING = (0.0, 0.6, 0.9, 0.99)
 # Series colours: mid-luminance, readable on the dark and the light theme, fixed (deterministic snapshots).
 PALETTE = ("#3b8eea", "#e5a50a", "#2aa876", "#d9534f", "#a06bd6", "#17a2b8", "#c0707a", "#8a9a2a")
@@ -85,6 +88,7 @@ class MonitorPane(Vertical):
         self._charts: dict[str, ChartPanel] = {}  # panel id -> its chart, in display order
         self._initial = list(run_dirs)
         self.last_redraw_s = 0.0
+        self._last_redraw_at, self._cost = 0.0, 0.0  # when the charts were last redrawn, and what it cost
 
     def compose(self) -> ComposeResult:
         yield Static(M.MONITOR_EMPTY, id="mon-empty", markup=False)
@@ -144,13 +148,13 @@ class MonitorPane(Vertical):
         if not run.loaded:
             run.pending.extend(records)
         elif run.history.add(records):
-            self._changed(run)
+            self._changed()
 
     def run_ended(self, run_dir, status, error=None) -> None:
-        run = self.runs.get(Path(run_dir).expanduser().resolve())
-        if run is not None:
-            self._wake.set()  # re-read lineage.json and the log now, not in two seconds
-            self._refresh_text()
+        """An in-TUI run ended (the App notifies the user): its end event is in the records; re-read
+        lineage.json and train.log now rather than at the next header poll."""
+        if Path(run_dir).expanduser().resolve() in self.runs:
+            self._wake.set()
 
     def commands(self) -> list[tuple[str, str, callable]]:
         return [(*M.MONITOR_COMMANDS[name], getattr(self, f"action_{name}"))
@@ -215,14 +219,14 @@ class MonitorPane(Vertical):
         run.pending = []
         if message.reset:
             self.notify(M.MONITOR_RELOADED.format(name=run.name), timeout=4)
-        self._changed(run, structure=True)
+        self._changed(structure=True)
 
     def _on_records(self, run: Run, message: Records) -> None:
         if not run.loaded:
             return
         run.bad += message.bad
         if run.history.add(message.records) or message.bad:
-            self._changed(run, structure=True)
+            self._changed(structure=True)
 
     def _on_header(self, run: Run, message: HeaderRead) -> None:
         stage_changed = run.header is None or run.header.stage != message.header.stage
@@ -233,7 +237,7 @@ class MonitorPane(Vertical):
             self._rebuild_charts()
         self._refresh_text()
 
-    def _changed(self, run: Run, structure: bool = False) -> None:
+    def _changed(self, structure: bool = False) -> None:
         self._dirty = True
         self._revision += 1
         if structure:
@@ -275,6 +279,12 @@ class MonitorPane(Vertical):
         """Redraw the charts whose data or options changed (called at most every REDRAW_S)."""
         if not self._dirty:
             return
+        # Pace: the last redraw's cost (preparing the series + textual-plot painting them, which
+        # happens after this returns) decides the earliest next one, so a big or busy grid of charts
+        # never crowds out keypresses. Small charts still redraw every REDRAW_S.
+        self._cost += sum(c.take_paint_s() for c in self._charts.values() if c.is_mounted)
+        if time.monotonic() < self._last_redraw_at + self._cost / DUTY:
+            return
         self._dirty = False
         t0 = time.perf_counter()
         runs = list(self.runs.values())
@@ -307,6 +317,7 @@ class MonitorPane(Vertical):
                         legend.append(key + "  ", style=color if not many else "")
             chart.draw(lines, logy=self.logy, legend=legend)
         self.last_redraw_s = time.perf_counter() - t0  # for the tests and the benchmark
+        self._last_redraw_at, self._cost = time.monotonic(), self.last_redraw_s
 
     # ------------------------------------------------------------------ header, options, log
     def _refresh_text(self) -> None:
@@ -314,14 +325,8 @@ class MonitorPane(Vertical):
         self.set_class(empty, "-empty")
         if empty:
             return
-        width = self.size.width or 80
-        many = len(self.runs) > 1
-        lines = Text()
-        for ri, run in enumerate(self.runs.values()):
-            if ri:
-                lines.append("\n")
-            lines.append_text(run_line(run, PALETTE[ri % len(PALETTE)] if many else PALETTE[0], width))
-        self.query_one("#mon-runs", Static).update(lines)
+        colors = [PALETTE[i % len(PALETTE)] for i in range(len(self.runs))]
+        self.query_one("#mon-runs", Static).update(run_lines(self.runs.values(), colors, self.size.width or 80))
         smoothing = f"{self.smoothing:g}" if self.smoothing else "off"
         options = Text(M.MONITOR_OPTIONS.format(x=self.x, smoothing=smoothing, logy="on" if self.logy else "off"),
                        style="dim")

@@ -49,6 +49,7 @@ class RunsPane(Vertical):
         self.runs: list[R.RunInfo] = []
         self._generation = 0  # the newest scan asked for; older results are dropped
         self.shown_generation = 0  # the scan on screen (tests wait for it to reach _generation)
+        self._shown_once = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-bar"):
@@ -68,8 +69,17 @@ class RunsPane(Vertical):
         self.refresh_runs()
 
     def on_show(self) -> None:
-        if self.app.focused is None or self not in self.app.focused.ancestors_with_self:
-            self.query_one(RunTable).focus()  # so that the pane's keys work as soon as its tab is shown
+        self.call_after_refresh(self._take_focus)
+
+    def _take_focus(self) -> None:
+        """Focus the table when the tab is shown, so that the pane's keys work at once. Checked when it
+        runs, not when the tab was shown: focusing a widget of a tab switches to that tab, and the user
+        may have moved on meanwhile (a deferred focus would drag them back)."""
+        focused = self.screen.focused
+        first = not self._shown_once  # the app's own first focus may have landed anywhere (the root box)
+        if self.is_on_screen and (first or focused is None or self not in focused.ancestors_with_self):
+            self._shown_once = True
+            self.screen.set_focus(self.query_one(RunTable))
 
     def on_resize(self) -> None:
         narrow = self.size.width < NARROW
@@ -166,7 +176,10 @@ class RunsPane(Vertical):
 
     @on(Tree.NodeHighlighted)
     def _node_highlighted(self, event: Tree.NodeHighlighted) -> None:
-        self.query_one(RunTable).select_run(event.node.data)
+        # Only the user moving in the tree moves the table (the table is the selection): a tree
+        # rebuilt by a refresh highlights nodes by line too, and those must not move the selection.
+        if self.query_one(RunTree).has_focus:
+            self.query_one(RunTable).select_run(event.node.data)
 
     @on(Input.Submitted, "#runs-root")
     def _root_submitted(self, event: Input.Submitted) -> None:

@@ -64,6 +64,7 @@ class TrainPane(Vertical):
         self.current: TrainJob | DetachedRun | None = None  # what Pause / Stop act on
         self._ended: list[TrainJob] = []  # jobs whose end the pane has taken into account
         self._refresh_pending = False
+        self._status_text = M.TRAIN_IDLE
 
     def _file_values(self, path: str) -> dict:
         try:
@@ -358,8 +359,12 @@ class TrainPane(Vertical):
         else:
             text = M.TRAIN_STARTING.format(run_dir=job.run_dir)
         others = len(live) - (job in live)
-        self.query_one("#train-status", Static).update(text + (M.TRAIN_MORE.format(n=others) if others > 0 else ""))
+        text += M.TRAIN_MORE.format(n=others) if others > 0 else ""
+        if text != self._status_text:  # a fixed one-line box: no layout pass (it runs while training)
+            self._status_text = text
+            self.query_one("#train-status", Static).update(text, layout=False)
         in_tui = isinstance(job, TrainJob) and job.running
-        pause.disabled = not in_tui
-        pause.label = M.TRAIN_RESUME if in_tui and job.paused else M.TRAIN_PAUSE
-        stop.disabled = job is None or job not in live
+        label = M.TRAIN_RESUME if in_tui and job.paused else M.TRAIN_PAUSE
+        if (pause.disabled, str(pause.label), stop.disabled) != (not in_tui, label, job is None or job not in live):
+            pause.disabled, pause.label = not in_tui, label
+            stop.disabled = job is None or job not in live

@@ -13,6 +13,7 @@ max per pixel column), so a 100,000-step run draws a few hundred points and its 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from math import ceil, floor, log10
 
@@ -95,6 +96,7 @@ class Plot(PlotWidget, can_focus=False, inherit_bindings=False):
     mouse wheel scroll the Monitor instead of zooming the chart under the pointer."""
 
     BINDINGS = []
+    paint_s = 0.0
 
     def _on_mouse_scroll_down(self, event: MouseScrollDown) -> None:
         event.prevent_default()  # skips PlotWidget's zoom handler; the event still bubbles up
@@ -109,8 +111,10 @@ class Plot(PlotWidget, can_focus=False, inherit_bindings=False):
             canvas = self.query_one("#plot", Canvas)
         except NoMatches:
             return
+        t0 = time.perf_counter()
         with canvas.batch_refresh():
             super()._render_plot()
+        self.paint_s += time.perf_counter() - t0  # read (and reset) by the Monitor to pace its redraws
 
     def on_canvas_resize(self, event: Canvas.Resize) -> None:
         # PlotWidget resizes its canvases only on refresh(layout=True); a chart that shrinks (the
@@ -142,6 +146,12 @@ class ChartPanel(Vertical):
         plot.margin_top, plot.margin_bottom, plot.margin_left = 0, 1, 8  # no axis labels: the title says it
         plot.set_x_formatter(CompactFormatter())
         self.set_class(True, "-empty")
+
+    def take_paint_s(self) -> float:
+        """Seconds spent painting the plot since the last call."""
+        plot = self.query_one(Plot)
+        spent, plot.paint_s = plot.paint_s, 0.0
+        return spent
 
     def draw(self, lines: list[Line], logy: bool = False, legend: Text | None = None) -> None:
         plot = self.query_one(Plot)

@@ -1,9 +1,9 @@
 """One line per followed run for the Monitor's header: colour key, name, stage, progress, ETA, speed.
 
-    run_line(run, "#3b8eea", width=80)  ->  ● sft  sft  ━━━━━━━━━━──── 48/60 80%  eta 3s  9.6k tok/s  cpu  running
+    run_lines(runs, colors, width=80)  ->  ● sft  sft  ━━━━━━━━━━──── 48/60 80%  eta 3s  9.6k tok/s  cpu  running
 
 The figures (step, ETA, tokens/s, status) come from workbench.train.follow (RunHeader.merged);
-this only lays them out to fit the width.
+this only lays them out to fit the width (several runs: in aligned columns).
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ def progress_bar(step: int, total: int | None, width: int) -> Text:
     return Text.assemble(("━" * filled, "#2aa876"), ("─" * (width - filled), "dim"))
 
 
-def run_line(run, color: str, width: int) -> Text:
-    """`run`: the Monitor's Run (path, name, history, header, loaded)."""
+def run_parts(run, color: str) -> tuple[Text, int, int | None, Text]:
+    """(head, step, max_steps, tail) of one run's line. `run`: the Monitor's Run."""
     name = run.name if len(run.name) <= NAME_MAX else "…" + run.name[-(NAME_MAX - 1):]
-    line = Text.assemble(("● ", color), (name, "bold"))
+    head = Text.assemble(("● ", color), (name, "bold"))
     if run.header is None and not run.loaded:
-        return line  # the first read has not come back yet
+        return head, 0, None, Text()  # the first read has not come back yet
     info = run.header.merged(run.history) if run.header else {}
     if not run.history.series and not run.history.start and info.get("status") in (None, "unknown"):
-        return line.append("  " + M.MONITOR_WAITING.format(path=run.path / "metrics.jsonl"), style="dim")
+        return head, 0, None, Text("  " + M.MONITOR_WAITING.format(path=run.path / "metrics.jsonl"), style="dim")
     step, total = info.get("step", 0), info.get("max_steps")
     tail = Text()
     tail.append(f" {step}/{total}" if total else f" step {step}")
@@ -51,10 +51,24 @@ def run_line(run, color: str, width: int) -> Text:
         tail.append(f"  {run.history.end['error']}", style="#d9534f")
     elif run.header and run.header.problem:
         tail.append(f"  {run.header.problem}", style="#d9534f")
-    head = Text.assemble(line, (f"  {info.get('stage') or '?'}  ", "dim"))
-    bar = max(0, min(30, width - head.cell_len - tail.cell_len - 2))
+    head.append(f"  {info.get('stage') or '?'}  ", style="dim")
+    return head, step, total, tail
+
+
+def run_lines(runs, colors, width: int) -> Text:
+    """One line per run, names and bars aligned in columns, each cut to `width`."""
+    parts = [run_parts(run, color) for run, color in zip(runs, colors)]
+    head_w = max(h.cell_len for h, _, _, _ in parts)
+    tail_w = max(min(t.cell_len, width // 2) for _, _, _, t in parts)
+    bar = max(0, min(30, width - head_w - tail_w - 2))
     if bar < 6:  # too narrow for a useful bar: the figures matter more
         bar = 0
-    out = head + progress_bar(step, total, bar) + tail
-    out.truncate(width - 1, overflow="ellipsis")
+    out = Text()
+    for i, (head, step, total, tail) in enumerate(parts):
+        head.pad_right(head_w - head.cell_len)
+        line = head + progress_bar(step, total, bar) + tail  # no max_steps (yet): no bar
+        line.truncate(width - 1, overflow="ellipsis")
+        out.append_text(line)
+        if i < len(parts) - 1:
+            out.append("\n")
     return out

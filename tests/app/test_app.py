@@ -29,13 +29,19 @@ def test_launch_sorts_run_dirs_from_data(tmp_path):
     assert launch.runs == [str(a), str(b)] and launch.pane == "monitor"
     launch = plan_launch([str(SAMPLE / "preference.jsonl")])
     assert launch.data == str(SAMPLE / "preference.jsonl") and launch.pane == "data"
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / "train.log").write_text("")  # the first file the engine writes
+    assert plan_launch([str(tmp_path / "early"), str(tmp_path / "later")]).runs == [
+        str(tmp_path / "early"), str(tmp_path / "later")]  # a run about to start: the Monitor waits for it
     launch = plan_launch([str(a), str(SAMPLE / "text.jsonl")])
     assert launch.runs == [str(a)] and launch.data == str(SAMPLE / "text.jsonl") and launch.pane == "monitor"
 
 
 def test_launch_errors_name_the_path(tmp_path):
-    with pytest.raises(WorkbenchError, match="no such file or folder: .*nope"):
-        plan_launch([str(tmp_path / "nope")])
+    with pytest.raises(WorkbenchError, match="no such file or folder: .*nope.jsonl"):
+        plan_launch([str(tmp_path / "nope.jsonl")])
+    with pytest.raises(WorkbenchError, match="no such file or folder: .*missing/run"):
+        plan_launch([str(tmp_path / "missing" / "run")])
     with pytest.raises(WorkbenchError, match="one data file"):
         plan_launch([str(SAMPLE / "chat.jsonl"), str(SAMPLE / "text.jsonl")])
 

@@ -8,7 +8,6 @@ working folder, plus a real tiny pretrain run from the trainer fixtures.
 """
 
 import json
-import shutil
 import time
 
 import pytest
@@ -19,6 +18,8 @@ from app.app import Launch, WorkbenchApp
 from app.panes.runs import RunsPane
 from app.widgets.confirm import Confirm
 from app.widgets.run_list import RunTable, RunTree
+from tests.conftest import SAMPLE
+from tests.workbench.train.conftest import run
 from tests.workbench.train.test_runs import make_run, make_runs
 from workbench.train.lock import RunLock
 
@@ -80,15 +81,17 @@ def notes(app) -> str:
     return " | ".join(str(n.message) for n in app._notifications)
 
 
-async def test_runs_of_every_stage_with_their_statuses_and_the_lineage_tree(workdir, pretrained):
-    shutil.copytree(pretrained, workdir / "runs" / "real" / "pretrain")  # a real tiny run, finished
+async def test_runs_of_every_stage_with_their_statuses_and_the_lineage_tree(workdir, small_tok):
+    run("pretrain", workdir / "runs" / "real" / "pretrain", f"tokenizer={small_tok}", f"data={SAMPLE / 'text.jsonl'}",
+        "model={n_layers: 2}", "seq_len=32", "batch_size=2", "max_steps=3", "eval_every=0", "save_every=0",
+        "tensorboard=false")  # a real tiny run, finished
     async with make_app().run_test(size=(120, 40)) as pilot:
         await scanned(pilot)
         table = rows(pilot.app)
         by_name = {r[0]: r for r in table}
         assert [r[0] for r in table][1:] == NAMES  # the real run is the newest
         assert [r[0] for r in table][0] == "real/pretrain" and by_name["real/pretrain"][1:4] == \
-            ["pretrain", "finished", "60/60"]
+            ["pretrain", "finished", "3/3"]
         assert by_name["real/pretrain"][4].startswith("loss ")
         assert {n: by_name[n][2] for n in NAMES} == {
             "pipeline/ppo": "running", "lr-sweep/sft-lr1e-2": "failed", "lr-sweep/sft-lr3e-4": "crashed",
@@ -106,7 +109,7 @@ async def test_runs_of_every_stage_with_their_statuses_and_the_lineage_tree(work
         assert children(pretrain.children[0]) == ["rm pipeline/rm", "dpo pipeline/dpo", "ppo pipeline/ppo"]
         assert str(pretrain.children[0].children[2].label).endswith("← scored by pipeline/rm")
         summary = str(pilot.app.query_one("#runs-summary", Static).render())
-        assert summary.startswith("9 runs: 1 running, 1 failed, 1 crashed, 1 stopped, 4 finished, 1 unknown")
+        assert summary.startswith("9 runs: 1 running, 1 crashed, 1 failed, 1 stopped, 4 finished, 1 unknown")
 
         # Picking a run in the tree selects it in the table, and the detail line follows.
         tree.focus()
@@ -118,11 +121,31 @@ async def test_runs_of_every_stage_with_their_statuses_and_the_lineage_tree(work
         assert "$ workbench train dpo --resume runs/pipeline/dpo" in detail and "from pipeline/sft" in detail
 
 
-async def test_open_and_overlay_post_open_runs_to_the_monitor(workdir, spy):
+async def test_open_overlay_resume_and_copy_act_on_the_selected_run(workdir, spy):
     async with make_app().run_test(size=(120, 40)) as pilot:
         await scanned(pilot)
+        # resume: only stopped, crashed or failed runs; otherwise a word saying why
+        for name in ("pipeline/dpo", "lr-sweep/sft-lr3e-4", "lr-sweep/sft-lr1e-2"):
+            await select(pilot, name)
+            await pilot.press("r")
+            assert spy["resume"][-1] == f"runs/{name}"
+        for name in ("pipeline/sft", "pipeline/ppo"):
+            await select(pilot, name)
+            await pilot.press("r")
+        await pilot.pause()
+        assert len(spy["resume"]) == 3
+        assert "pipeline/sft finished (step 60 of 60); to train it further: workbench train sft --resume " \
+               "runs/pipeline/sft max_steps=120" in notes(pilot.app)
+        assert "pipeline/ppo is training right now (pid " in notes(pilot.app)
+
+        await select(pilot, "lr-sweep/sft-lr3e-4")
+        await pilot.press("c")
+        assert pilot.app.clipboard == "workbench train sft --resume runs/lr-sweep/sft-lr3e-4"
+        assert "Copied: workbench train sft --resume runs/lr-sweep/sft-lr3e-4" in notes(pilot.app)
+
         await select(pilot, "pipeline/dpo")
         await pilot.press("o")
+        await pilot.pause()
         assert spy["show"] == [(["runs/pipeline/dpo"], False)]
         assert pilot.app.query_one("#panes").active == "monitor"
         await pilot.press("4")
@@ -133,33 +156,6 @@ async def test_open_and_overlay_post_open_runs_to_the_monitor(workdir, spy):
         assert spy["show"][-1] == (["runs/pipeline/rm"], True)
         await pilot.press("4", "enter")  # Enter on a row opens it too
         assert spy["show"][-1] == (["runs/pipeline/rm"], False)
-
-
-async def test_resume_posts_resume_run_only_for_stopped_crashed_or_failed_runs(workdir, spy):
-    async with make_app().run_test(size=(120, 40)) as pilot:
-        await scanned(pilot)
-        for name in ("pipeline/dpo", "lr-sweep/sft-lr3e-4", "lr-sweep/sft-lr1e-2"):
-            await select(pilot, name)
-            await pilot.press("r")
-            assert spy["resume"][-1] == f"runs/{name}"
-        await select(pilot, "pipeline/sft")
-        await pilot.press("r")
-        await select(pilot, "pipeline/ppo")
-        await pilot.press("r")
-        await pilot.pause()
-        assert len(spy["resume"]) == 3
-        assert "pipeline/sft finished (step 60 of 60); to train it further: workbench train sft --resume " \
-               "runs/pipeline/sft max_steps=120" in notes(pilot.app)
-        assert "pipeline/ppo is training right now (pid " in notes(pilot.app)
-
-
-async def test_copy_puts_the_resume_command_on_the_clipboard(workdir):
-    async with make_app().run_test(size=(80, 24)) as pilot:
-        await scanned(pilot)
-        await select(pilot, "lr-sweep/sft-lr3e-4")
-        await pilot.press("c")
-        assert pilot.app.clipboard == "workbench train sft --resume runs/lr-sweep/sft-lr3e-4"
-        assert "Copied: workbench train sft --resume runs/lr-sweep/sft-lr3e-4" in notes(pilot.app)
 
 
 async def test_delete_asks_first_removes_the_run_and_never_deletes_a_running_one(workdir):
@@ -175,7 +171,7 @@ async def test_delete_asks_first_removes_the_run_and_never_deletes_a_running_one
         await pilot.press("d")
         await pilot.pause()
         assert isinstance(pilot.app.screen, Confirm)
-        assert "pipeline/ppo start from it or use it" in pilot.app.screen.question  # rm scores ppo
+        assert pilot.app.screen.question.endswith("lose their parent): pipeline/ppo.")  # rm scores ppo
         await pilot.press("n")
         await pilot.pause()
         assert (workdir / "runs" / "pipeline" / "rm").is_dir()
@@ -251,6 +247,7 @@ async def test_a_missing_or_empty_root_says_what_to_do_and_typing_a_root_lists_i
 def test_snapshot(workdir, snap_compare, size):
     async def run_before(pilot):
         await scanned(pilot)
-        await pilot.press("down")  # the failed run: its detail line has its error (no pid on screen)
+        await select(pilot, "lr-sweep/sft-lr1e-2")  # the failed run: its detail line has its error (no pid)
+        assert pilot.app.focused is pilot.app.query_one(RunTable)
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)

@@ -180,6 +180,10 @@ async def test_invalid_fields_show_their_message_and_do_not_start(workdir, pretr
         assert "lr=0.0005" in command and "batch_size=4" in command and help_text(app, "lr").startswith("peak")
         await pilot.press("f8")
         assert any(n.message.startswith("Copied: workbench train sft") for n in app._notifications)
+        commands = {title: callback for title, _, callback in train.commands()}  # the palette's entries
+        assert set(commands) >= {"Train: start", "Train: stop", "Train: copy the command", "Train: save settings (YAML)"}
+        commands["Train: toggle detached"]()
+        assert app.query_one("#train-detached", Switch).value is True
         # another stage: its own fields, its own config file
         app.query_one("#train-stage").value = "dpo"
         await until(pilot, lambda: str(app.query_one("#train-command", Static).render()).startswith(

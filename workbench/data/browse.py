@@ -444,6 +444,13 @@ class SourceBrowser(Browser):
         return self.src.rows(start)
 
 
+def opens_at_once(path: str) -> bool:
+    """Whether `open_browser` returns in milliseconds (a .jsonl file: its first MiB is indexed);
+    anything else goes through datasets, which takes a second or more: open it in a thread."""
+    p = Path(path).expanduser()
+    return p.suffix.lower() == ".jsonl" and not p.is_dir()
+
+
 def open_browser(path: str, fmt: str | None = None, skip_bad: bool = False) -> Browser:
     """A browser over a file, folder or hub dataset (WorkbenchError when it cannot be read at all)."""
     if fmt is not None and fmt not in FORMATS:

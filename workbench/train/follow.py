@@ -39,6 +39,7 @@ class Update:
     records: list[dict] = field(default_factory=list)
     reset: bool = False  # the file was replaced or truncated: `records` is all of it, start over
     bad: int = 0  # lines skipped in this read (not JSON objects)
+    more: bool = False  # read stopped at max_bytes: poll again for the rest
 
 
 def parse_lines(lines: list[bytes], chunk: int = 1000) -> tuple[list[dict], int]:
@@ -77,7 +78,9 @@ class MetricsFollower:
         self.partial = b""
         self.bad = 0  # malformed lines skipped since the last reset
 
-    def poll(self) -> Update:
+    def poll(self, max_bytes: int | None = None) -> Update:
+        """What was written since the last poll (at most `max_bytes` of it: a 30 MB history read in
+        pieces never holds all its records as dicts at once)."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -100,7 +103,7 @@ class MetricsFollower:
                     self._restart()
                     return Update(reset=True)
                 f.seek(self.offset)
-                data = f.read()
+                data = f.read(max_bytes) if max_bytes else f.read()
         except OSError:
             return Update(reset=reset)
         self.offset += len(data)
@@ -108,7 +111,7 @@ class MetricsFollower:
         self.partial = lines.pop()  # b"" when the data ended with a newline
         records, bad = parse_lines(lines)
         self.bad += bad
-        return Update(records, reset, bad)
+        return Update(records, reset, bad, more=self.offset < st.st_size)
 
     def _restart(self) -> None:
         self.offset, self.identity, self.partial, self.bad = 0, None, b"", 0
@@ -168,11 +171,13 @@ class Series:
     def append(self, step: float, value: float) -> None:
         self.new_steps.append(step)
         self.new_values.append(value)
+        if len(self.new_steps) >= 4096:  # python floats take ~4x the memory of numpy's
+            self._flush()
 
     def __len__(self) -> int:
         return self.steps.n + len(self.new_steps)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def _flush(self) -> None:
         if self.new_steps:
             new = np.asarray(self.new_steps, dtype=np.float64)
             last = self.steps.buf[self.steps.n - 1] if self.steps.n else -np.inf
@@ -181,6 +186,9 @@ class Series:
             self.steps.extend(new)
             self.values.extend(self.new_values)
             self.new_steps, self.new_values = [], []
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        self._flush()
         if not self.ordered:  # a record that came late (rare): sort once, stably, by step
             order = np.argsort(self.steps.view(), kind="stable")
             self.steps.buf[:self.steps.n] = self.steps.view()[order]
@@ -310,12 +318,26 @@ class RunHistory:
         return "running" if self.start is not None else None
 
 
+CHUNK = 4 << 20  # bytes of metrics.jsonl parsed at a time when reading a whole file
+
+
+def read_into(history: RunHistory, follower: MetricsFollower, first: Update) -> RunHistory:
+    """`history` with the records of `first` and of the rest of the file, read CHUNK bytes at a time.
+    A reset on the way (the file replaced while being read) starts a fresh history."""
+    update = first
+    while True:
+        if update.reset:
+            history = RunHistory()
+        history.add(update.records)
+        if not update.more:
+            return history
+        update = follower.poll(CHUNK)
+
+
 def load_history(run_dir: str | Path) -> tuple[RunHistory, MetricsFollower]:
     """Read a run's metrics.jsonl from the start: (its history, a follower positioned at its end)."""
     follower = MetricsFollower(run_dir)
-    history = RunHistory()
-    history.add(follower.poll().records)
-    return history, follower
+    return read_into(RunHistory(), follower, follower.poll(CHUNK)), follower
 
 
 # ------------------------------------------------------------------------------------ series helpers

@@ -62,6 +62,7 @@ class RunFiles:
         self.path.mkdir(parents=True, exist_ok=True)
         self._log = open(self.path / "train.log", "a", encoding="utf-8")
         self._log.writelines(self._early)  # the stage's setup messages (data counts, truncation)
+        self._log.flush()  # someone following the run (the TUI's Monitor) sees them now
         self._early = []
 
     def open_metrics(self, config_yaml: str, tensorboard: bool) -> None:

@@ -30,6 +30,7 @@ from workbench.train.lock import LockInfo, RunLock, read_lock, refusal
 RUN_FILES = ("lineage.json", "config.yaml", "metrics.jsonl")
 MAX_DEPTH = 4  # folders below the root searched for runs (a pipeline root holds its stages one level down)
 RESUMABLE = ("stopped", "crashed", "failed", "interrupted")
+STATUSES = ("running", "crashed", "failed", "interrupted", "stopped", "finished", "unknown")
 # The one training metric per stage worth a column (besides the loss); eval metrics (val/...) come too.
 KEY_METRIC = {"rm": "accuracy", "dpo": "rewards/accuracies", "ppo": "objective/scores"}
 TAIL_CHUNK, TAIL_LIMIT = 16_384, 1 << 20  # metrics.jsonl is read backwards in growing chunks, at most 1 MiB
@@ -321,7 +322,7 @@ def steps_text(run: RunInfo) -> str:
 
 
 def status_counts(runs: list[RunInfo]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in runs:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    return counts
+    """How many runs have each status, the ones that need attention first."""
+    counts = {s: sum(r.status == s for r in runs) for s in STATUSES}
+    counts.update({r.status: counts.get(r.status, 0) + 1 for r in runs if r.status not in STATUSES})
+    return {s: n for s, n in counts.items() if n}

@@ -377,6 +377,7 @@ def parent_runs(root: str | os.PathLike, stage: str, setting: str = "init_from")
                 continue
         except WorkbenchError:
             continue  # a broken `latest`: not a parent; the Runs pane says what is wrong
-        label = f"{run.name}  {run.stage} · step {run.step if run.step is not None else '?'}"
-        out.append((label + ("" if run.status == "finished" else f" · {run.status}"), str(run.path)))
+        about = [run.stage, f"step {run.step if run.step is not None else '?'}"]
+        about += [] if run.status == "finished" else [run.status]
+        out.append((f"{run.name} ({', '.join(about)})", str(run.path)))
     return out

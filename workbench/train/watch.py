@@ -24,7 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from workbench.train.follow import METRICS, MetricsFollower, RunHistory, eta, tail_lines, tokens_per_s
+from workbench.train.follow import (CHUNK, METRICS, MetricsFollower, RunHistory, eta, read_into, tail_lines,
+                                    tokens_per_s)
 from workbench.train.lock import read_lock
 from workbench.train.runs import status_of
 
@@ -248,13 +249,20 @@ class RunWatcher:
                 self._followers[path] = (token, MetricsFollower(path))
                 self._next_header[path], self._log_size[path] = 0.0, -1
             follower = self._followers[path][1]
-            update = follower.poll()
+            update = follower.poll(CHUNK)
             if first or update.reset:
-                history = RunHistory()
-                history.add(update.records)
+                history = read_into(RunHistory(), follower, update)
                 events.append(Loaded(path, token, history, follower.bad, update.reset and not first))
-            elif update.records or update.bad:
-                events.append(Records(path, token, update.records, update.bad))
+            else:
+                records, bad = list(update.records), update.bad
+                while update.more:  # a burst (rare): the rest, still chunk by chunk
+                    update = follower.poll(CHUNK)
+                    if update.reset:
+                        break  # rewritten meanwhile: the next poll reloads it
+                    records += update.records
+                    bad += update.bad
+                if records or bad:
+                    events.append(Records(path, token, records, bad))
             if headers_now or update.records or update.reset or now >= self._next_header[path]:
                 self._next_header[path] = now + HEADER_EVERY_S
                 size = _size(path / LOG)

@@ -216,3 +216,17 @@ def test_load_history_of_a_real_run(sft_run):
     assert steps.tolist() == list(range(1, 61))
     assert h.status() == "finished" and h.start["stage"] == "sft"
     assert follower.offset == (sft_run / "metrics.jsonl").stat().st_size
+
+
+def test_a_big_file_is_read_in_chunks_with_the_same_result(tmp_path):
+    from workbench.train.follow import read_into
+
+    path = tmp_path / "metrics.jsonl"
+    append(path, "".join(line(train(s, loss=float(s))) for s in range(1, 2001)))
+    f = MetricsFollower(tmp_path)
+    first = f.poll(10_000)  # ~60 lines per read, cut mid-line
+    assert first.more and 0 < len(first.records) < 100
+    history = read_into(RunHistory(), f, first)
+    steps, losses = history.xy("loss")
+    assert steps.tolist() == list(range(1, 2001)) and losses.tolist() == [float(s) for s in range(1, 2001)]
+    assert f.offset == path.stat().st_size and not f.poll(10_000).more

@@ -224,7 +224,10 @@ def test_display_helpers(monkeypatch):
     assert R.steps_text(R.RunInfo(Path("x"), "x", max_steps=10)) == "?/10"
     assert R.short_number(1234) == "1,234" and R.short_number(0.123456) == "0.1235"
     assert R.status_counts([R.RunInfo(Path("a"), "a", status="running"), R.RunInfo(Path("b"), "b", status="running"),
-                            R.RunInfo(Path("c"), "c")]) == {"running": 2, "unknown": 1}
+                            R.RunInfo(Path("c"), "c"), R.RunInfo(Path("d"), "d", status="crashed")]).items() == \
+        {"running": 2, "crashed": 1, "unknown": 1}.items()
+    assert list(R.status_counts([R.RunInfo(Path("a"), "a", status="finished"),
+                                 R.RunInfo(Path("b"), "b", status="crashed")])) == ["crashed", "finished"]
 
 
 def test_a_real_tiny_run_reads_back_finished_with_its_parent(tmp_path, small_tok):

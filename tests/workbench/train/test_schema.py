@@ -194,7 +194,7 @@ def test_parents_on_offer_are_finished_runs_of_the_parent_stage(pretrained):
     root = pretrained.parent
     sft = schema.parent_runs(root, "sft")
     assert [path for _, path in sft] == [str(root / "pretrain")]
-    assert sft[0][0] == "pretrain  pretrain · step 60"
+    assert sft[0][0] == "pretrain (pretrain, step 60)"
     assert schema.parent_runs(root, "rm") == []  # rm starts from an SFT run
     assert schema.parent_runs(root, "ppo", "reward_model") == []
     assert schema.parent_runs(root / "missing", "sft") == []

@@ -1,0 +1,85 @@
+"""Regenerate the README's screenshots of the TUI: docs/screenshots/{data,train,monitor,runs}.svg (+ .png).
+
+    python docs/screenshots.py            # about a minute on a 2-core CPU; needs rsvg-convert for the PNGs
+
+It trains a small pipeline (pretrain -> sft -> rm, dpo, ppo: the tiny preset with 2 layers, a 512-token BPE,
+a few dozen steps each) in a scratch folder laid out like a checkout (sample_data/, configs/, runs/), opens the
+real app there at 120x36, visits each pane and saves what it shows. Not a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "screenshots"
+SIZE = (120, 36)
+
+
+def train_pipeline(work: Path) -> None:
+    from workbench.tokenizer_train import train_tokenizer
+    from workbench.train.config import load_config
+    from workbench.train.engine import train
+
+    tok = work / "runs" / "tok.tiktoken"
+    tok.parent.mkdir(parents=True)
+    train_tokenizer(["sample_data/text.jsonl"], 512, tok, held_out=0.0)
+    common = ["model={n_layers: 2}", "tensorboard=false", "save_every=0"]
+    plan = [("pretrain", "runs/pretrain", [f"tokenizer={tok}", "max_steps=150", "seq_len=128", "eval_every=25"]),
+            ("sft", "runs/sft", ["init_from=runs/pretrain", "max_steps=80", "eval_every=20", "max_len=192"]),
+            ("rm", "runs/rm", ["init_from=runs/sft", "max_steps=40", "eval_every=10", "max_len=192"]),
+            ("dpo", "runs/dpo", ["init_from=runs/sft", "max_steps=40", "eval_every=10", "max_len=192"]),
+            ("ppo", "runs/ppo", ["init_from=runs/sft", "reward_model=runs/rm", "max_steps=20", "eval_every=0",
+                                 "max_new_tokens=24"])]
+    for stage, out, extra in plan:
+        overrides = extra + (common if stage == "pretrain" else common[1:])
+        train(load_config(stage, None, overrides), out)
+
+
+async def shoot(work: Path) -> list[Path]:
+    from app.app import WorkbenchApp, plan_launch
+
+    app = WorkbenchApp(plan_launch(["runs/dpo"], runs_root="runs"))
+    app.launch.data = "sample_data/chat.jsonl"
+    saved = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(1.0)
+        for key, name in (("1", "data"), ("2", "train"), ("3", "monitor"), ("4", "runs")):
+            app.set_focus(None)
+            await pilot.press(key)
+            await pilot.pause(1.5)
+            if name == "data":
+                await pilot.press("down", "down")
+                await pilot.pause(0.5)
+            path = OUT / f"{name}.svg"
+            app.save_screenshot(str(path))
+            saved.append(path)
+    return saved
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="wb-shots-"))
+    for name in ("sample_data", "configs"):
+        os.symlink(ROOT / name, work / name)
+    os.chdir(work)
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    torch.set_num_threads(1)
+    train_pipeline(work)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for svg in asyncio.run(shoot(work)):
+        if shutil.which("rsvg-convert"):
+            subprocess.run(["rsvg-convert", str(svg), "-o", str(svg.with_suffix(".png"))], check=True)
+        print(svg.relative_to(ROOT))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
