@@ -104,7 +104,7 @@ class WorkbenchApp(App):
                 yield MonitorPane(self.launch.runs, id="monitor-pane")
             with TabPane("Runs", id="runs"):
                 yield RunsPane(self.launch.runs_root, id="runs-pane")
-        yield Footer()
+        yield Footer(compact=True)
 
     # ------------------------------------------------------------------ actions
     def action_pane(self, name: str) -> None:
@@ -123,6 +123,25 @@ class WorkbenchApp(App):
         for pane in self.query(".pane"):
             for title, help_text, callback in getattr(pane, "commands", lambda: [])():
                 yield SystemCommand(title, help_text, callback)
+
+    @on(TabbedContent.TabActivated)
+    def _focus_pane(self, event: TabbedContent.TabActivated) -> None:
+        """The shown pane gets the focus (its keys work at once); a pane names its widget with focus_default()."""
+        if event.pane.id in PANES:
+            self._focus_active()
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._focus_active)
+
+    def _focus_active(self) -> None:
+        # Checked when it runs, on the tab shown then: focusing a widget of another tab would switch to it.
+        pane = self.query_one(f"#{self.query_one('#panes', TabbedContent).active}-pane")
+        focused = self.screen.focused
+        if focused is not None and pane in focused.ancestors_with_self:
+            return  # the user is already working in this pane
+        target = getattr(pane, "focus_default", lambda: None)()
+        if target is not None and target.focusable:
+            self.screen.set_focus(target)
 
     # ------------------------------------------------------------------ routing between panes
     @on(M.OpenData)

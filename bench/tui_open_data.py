@@ -4,7 +4,7 @@
     python bench/tui_open_data.py --records 20000
     from tui_open_data import measure; measure()  # the same figures as a dict (bench/tui_overhead.py)
 
-1. The file: 100,000 ultrachat-like records (prompt, prompt_id, messages), each 2-4 user/assistant
+1. The file: 100,000 ultrachat-like records (prompt, prompt_id, messages), each 2-3 user/assistant
    exchanges drawn deterministically (seeded) from LIMA's conversations (../shared/data/chat_lima.jsonl),
    about 1-2k tokens a record, ~600 MB; without the shared data, from sample_data/chat.jsonl (shorter).
    Written once under the temp folder and reused while it has the expected size.
@@ -58,7 +58,7 @@ def make_file(records: int = 100_000, folder: str | None = None) -> Path:
     tmp = out.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for _ in range(records):
-            turns = rng.sample(pairs, rng.randint(2, 4))
+            turns = rng.sample(pairs, rng.randint(2, 3))
             messages = [m for u, a in turns for m in ({"role": "user", "content": u},
                                                       {"role": "assistant", "content": a})]
             prompt = messages[0]["content"]

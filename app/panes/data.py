@@ -7,8 +7,8 @@ tokenizer (cl100k_base, a .tiktoken file, a checkpoint or run dir), the mode and
 Left: the examples (a virtual list: only the rows on screen are read) and a search box; right: the
 example as training sees it (app/widgets/example_view.py). Every decision is in
 workbench.data.browse. Opening, indexing and checking every record, loading a tokenizer and
-searching run in thread workers that post back; what a stale file, tokenizer or search reports is
-dropped (generation numbers).
+searching (app/widgets/search_box.py) run in thread workers that post back; what a stale file,
+tokenizer or search reports is dropped (generation numbers).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from app import messages as M
 from app.widgets.data_bar import DataBar
 from app.widgets.example_list import ExampleList
 from app.widgets.example_view import ExampleView
+from app.widgets.search_box import SearchBox
 from app.widgets.token_view import TokenView
 from workbench.data.browse import Browser, Encoding, open_browser, opens_at_once, tokenizer_of
 from workbench.data.loading import BUILDERS
@@ -62,11 +63,6 @@ class DataPane(Vertical):
             super().__init__()
             self.gen, self.error = gen, error
 
-    class Hits(Message):
-        def __init__(self, gen: int, hits: list[int], done: bool, error: str | None = None):
-            super().__init__()
-            self.gen, self.hits, self.done, self.error = gen, hits, done, error
-
     class TokenizerLoaded(Message):
         def __init__(self, gen: int, tok, error: str | None = None):
             super().__init__()
@@ -80,10 +76,7 @@ class DataPane(Vertical):
         self.encoding: Encoding | None = None
         self.mode, self.max_len, self.fmt = "all", None, None
         self.raw, self.boundaries = False, True
-        self.hits: list[int] | None = None  # the search filter, or None
-        self.query_text, self.searching = "", False
-        self._gen = {"open": 0, "search": 0, "tok": 0}
-        self._search_timer = None
+        self._gen = {"open": 0, "tok": 0}
 
     def compose(self) -> ComposeResult:
         yield DataBar(self.path, id="data-controls")
@@ -93,7 +86,7 @@ class DataPane(Vertical):
         with Horizontal(id="data-body"):
             yield DataTree(".", id="data-tree")
             with Vertical(id="data-left"):
-                yield Input(placeholder=M.DATA_SEARCH_PLACEHOLDER, id="data-search", compact=True)
+                yield SearchBox(id="data-search")
                 yield ExampleList(id="data-examples")
                 yield Static(id="data-status", markup=False)
             yield ExampleView(id="data-example")
@@ -106,7 +99,10 @@ class DataPane(Vertical):
             self.open(self.path)
         else:
             self.query_one(ExampleView).message(M.DATA_NO_DATA)
-        self.query_one(ExampleList).focus()
+
+    def focus_default(self):
+        """What the App focuses when this tab is shown: the list, so its keys work at once."""
+        return self.query_one(ExampleList)
 
     def commands(self) -> list[tuple[str, str, object]]:
         return [(title, help_text, partial(self.run_action, action)) for action, title, help_text in M.DATA_COMMANDS]
@@ -121,8 +117,8 @@ class DataPane(Vertical):
 
     def _start_open(self, skip_bad: bool) -> None:
         self._gen["open"] += 1
-        self._clear_search()
         self.browser = None
+        self.query_one(SearchBox).reset(None)
         self.query_one(ExampleList).show(None, (), self.encoding)
         self.query_one(ExampleView).message(M.DATA_OPENING.format(path=self.path))
         self._status(M.DATA_OPENING.format(path=self.path))
@@ -186,6 +182,7 @@ class DataPane(Vertical):
             self._problem(M.DATA_BAD.format(error=message.error), button=None)
             return
         b = self.browser = message.browser
+        self.query_one(SearchBox).reset(b)
         self.query_one(DataBar).set_format(self.fmt, b.format)
         self.query_one(ExampleList).show(b, b.visible(), self.encoding)
         self._progress(self.Progress(message.gen))
@@ -228,9 +225,10 @@ class DataPane(Vertical):
             text = M.DATA_RECORDS.format(n=len(b))
         if b.complete and not b.validated:
             text += M.DATA_CHECKING.format(pct=b.checked / max(len(b), 1))
-        if self.hits is not None:
-            text = M.DATA_HITS.format(hits=len(self.hits), query=self.query_text) + \
-                (M.DATA_SEARCHING if self.searching else f" · {text}")
+        search = self.query_one(SearchBox)
+        if search.hits is not None:
+            text = M.DATA_HITS.format(hits=len(search.hits), query=search.query_text) + \
+                (M.DATA_SEARCHING if search.searching else f" · {text}")
         self._status(text)
 
     def _status(self, text: str) -> None:
@@ -315,8 +313,9 @@ class DataPane(Vertical):
         view = self.query_one(ExampleView)
         if self.browser is None or index is None:
             if self.browser is not None:
-                view.message(M.DATA_RECORDS.format(n=0) if self.hits is None else
-                             M.DATA_HITS.format(hits=0, query=self.query_text))
+                search = self.query_one(SearchBox)
+                view.message(M.DATA_RECORDS.format(n=0) if search.hits is None else
+                             M.DATA_HITS.format(hits=0, query=search.query_text))
             return
         view.show(self.browser, index, self.encoding, self.raw, self.boundaries)
         if self.encoding is None and not self.raw:
@@ -333,65 +332,27 @@ class DataPane(Vertical):
         self.action_skip()
 
     # ------------------------------------------------------------------ search
-    @on(Input.Changed, "#data-search")
-    def _search_changed(self, event: Input.Changed) -> None:
-        if self._search_timer is not None:
-            self._search_timer.stop()
-        self._search_timer = self.set_timer(0.3, partial(self._start_search, event.value))
+    @property
+    def hits(self) -> list[int] | None:
+        """The search filter (record indices, growing while the search runs), or None."""
+        return self.query_one(SearchBox).hits
+
+    @on(SearchBox.Results)
+    def _results(self, message: SearchBox.Results) -> None:
+        b, examples = self.browser, self.query_one(ExampleList)
+        if b is None:
+            return
+        if message.hits is None:
+            examples.show(b, b.visible(), self.encoding)
+        elif examples.indices is not message.hits:  # a new search: the list shows its hits
+            examples.show(b, message.hits, self.encoding)
+        else:
+            examples.grow()
+        self._update_status()
 
     @on(Input.Submitted, "#data-search")
-    def _search_submitted(self, event: Input.Submitted) -> None:
-        if self._search_timer is not None:
-            self._search_timer.stop()
-        self._start_search(event.value)
+    def _search_submitted(self) -> None:
         self.query_one(ExampleList).focus()
-
-    def _start_search(self, query: str) -> None:
-        if query == self.query_text and self.hits is not None:
-            return
-        self._gen["search"] += 1
-        b = self.browser
-        if b is None or not query:
-            self._clear_search()
-            if b is not None:
-                self.query_one(ExampleList).show(b, b.visible(), self.encoding)
-                self._update_status()
-            return
-        self.hits, self.query_text, self.searching = [], query, True
-        self.query_one(ExampleList).show(b, self.hits, self.encoding)
-        self._update_status()
-        self.run_worker(partial(self._search, b, query, self._gen["search"]), thread=True,
-                        exclusive=True, group="data-search", exit_on_error=False)
-
-    def _search(self, b: Browser, query: str, gen: int) -> None:
-        """Worker thread: stream hits, a batch at most every 0.1 s."""
-        worker = get_current_worker()
-        batch, last = [], 0.0
-        try:
-            for index in b.search(query, stop=lambda: worker.is_cancelled or gen != self._gen["search"]):
-                batch.append(index)
-                if time.monotonic() - last > 0.1:
-                    self.post_message(self.Hits(gen, batch, False))
-                    batch, last = [], time.monotonic()
-        except Exception as e:
-            self.post_message(self.Hits(gen, batch, True, f"{type(e).__name__}: {e}"))
-            return
-        self.post_message(self.Hits(gen, batch, True))
-
-    @on(Hits)
-    def _hits(self, message: Hits) -> None:
-        if message.gen != self._gen["search"] or self.hits is None:
-            return
-        self.hits.extend(message.hits)
-        self.searching = not message.done
-        self.query_one(ExampleList).grow()
-        self._update_status()
-        if message.error:
-            self.notify(M.WORKER_ERROR.format(what="search", error=message.error), severity="error")
-
-    def _clear_search(self) -> None:
-        self._gen["search"] += 1
-        self.hits, self.query_text, self.searching = None, "", False
 
     # ------------------------------------------------------------------ actions
     def action_search(self) -> None:

@@ -107,9 +107,9 @@ class MonitorPane(Vertical):
         else:
             self._refresh_text()
 
-    def on_show(self) -> None:
-        if self.app.focused is None or self not in self.app.focused.ancestors_with_self:
-            self.query_one("#mon-charts").focus()  # so that the pane's keys work as soon as its tab shows
+    def focus_default(self):
+        """What the App focuses when this tab is shown: the charts, so the pane's keys work at once."""
+        return self.query_one("#mon-charts")
 
     def on_resize(self) -> None:
         self._layout_classes()

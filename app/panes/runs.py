@@ -49,7 +49,6 @@ class RunsPane(Vertical):
         self.runs: list[R.RunInfo] = []
         self._generation = 0  # the newest scan asked for; older results are dropped
         self.shown_generation = 0  # the scan on screen (tests wait for it to reach _generation)
-        self._shown_once = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-bar"):
@@ -68,18 +67,9 @@ class RunsPane(Vertical):
         self.watch(self.app, "theme", lambda: self._draw(), init=False)  # statuses are drawn in theme colours
         self.refresh_runs()
 
-    def on_show(self) -> None:
-        self.call_after_refresh(self._take_focus)
-
-    def _take_focus(self) -> None:
-        """Focus the table when the tab is shown, so that the pane's keys work at once. Checked when it
-        runs, not when the tab was shown: focusing a widget of a tab switches to that tab, and the user
-        may have moved on meanwhile (a deferred focus would drag them back)."""
-        focused = self.screen.focused
-        first = not self._shown_once  # the app's own first focus may have landed anywhere (the root box)
-        if self.is_on_screen and (first or focused is None or self not in focused.ancestors_with_self):
-            self._shown_once = True
-            self.screen.set_focus(self.query_one(RunTable))
+    def focus_default(self):
+        """What the App focuses when this tab is shown: the table, so the pane's keys work at once."""
+        return self.query_one(RunTable)
 
     def on_resize(self) -> None:
         narrow = self.size.width < NARROW
@@ -117,7 +107,7 @@ class RunsPane(Vertical):
         if generation != self._generation or root != self.root:
             return  # a newer scan was asked for meanwhile
         if error is not None:
-            self.notify(M.WORKER_ERROR.format(what=f"Scanning {root}", error=error), severity="error")
+            self.notify(M.WORKER_ERROR.format(what=f"Scanning {root}", error=error), severity="error", markup=False)
         self.runs, self.shown_generation = runs, generation
         self.query_one("#runs-empty", Static).update(
             "" if runs else (M.RUNS_EMPTY if exists else M.RUNS_NO_ROOT).format(root=root.rstrip("/")))
@@ -204,7 +194,7 @@ class RunsPane(Vertical):
         if run := self._run_or_say():
             why = R.why_not_resumable(run)
             if why:
-                self.notify(why, severity="warning", timeout=8)
+                self.notify(why, severity="warning", timeout=8, markup=False)
             else:
                 self.post_message(M.ResumeRun(str(run.path)))
 
@@ -213,7 +203,7 @@ class RunsPane(Vertical):
             try:
                 command = R.resume_command(run)
             except WorkbenchError as e:
-                self.notify(str(e), severity="error")
+                self.notify(str(e), severity="error", markup=False)
                 return
             self.app.copy_to_clipboard(command)
             self.notify(M.RUNS_COPIED.format(command=command), markup=False)
@@ -229,7 +219,7 @@ class RunsPane(Vertical):
         if run is None:
             return
         if run.status == "running":
-            self.notify(M.RUNS_CANNOT_DELETE.format(name=run.name), severity="warning")
+            self.notify(M.RUNS_CANNOT_DELETE.format(name=run.name), severity="warning", markup=False)
             return
         from app.widgets.confirm import Confirm
 

@@ -49,8 +49,8 @@ class TrainPane(Vertical):
         Binding("f6", "pause", M.TRAIN_PAUSE),
         Binding("f7", "stop", M.TRAIN_STOP),
         Binding("f8", "copy", M.TRAIN_COPY),
-        Binding("ctrl+o", "load", M.TRAIN_LOAD, show=False),
-        Binding("ctrl+s", "save", M.TRAIN_SAVE, show=False),
+        Binding("ctrl+o", "load", M.TRAIN_LOAD),
+        Binding("ctrl+s", "save", M.TRAIN_SAVE),
     ]
 
     def __init__(self, runs_root: str = "runs", stage: str = "sft", **kw):
@@ -101,10 +101,9 @@ class TrainPane(Vertical):
         # Start does not freeze the UI while the first run imports it.
         self.set_timer(WARM_S, lambda: self.run_worker(_import_engine, thread=True, group="warm"))
 
-    def on_show(self) -> None:
-        # The tab bar keeps the focus on a switch; the pane's keys (f5 Start ...) need it inside.
-        if self.app.focused is None or self not in self.app.focused.ancestors_with_self:
-            self.query_one("#train-stage").focus()
+    def focus_default(self):
+        """What the App focuses when this tab is shown (so that f5 Start ... work at once)."""
+        return self.query_one("#train-stage")
 
     def on_unmount(self) -> None:
         self.stop_all(wait=False)  # the App's thread pool waits for its workers at exit

@@ -93,7 +93,6 @@ class ExampleList(ScrollView, can_focus=True):
 
     def grow(self) -> None:
         """The index sequence got longer (or was replaced by a longer one): redraw what changed."""
-        self._window = None
         before = self.virtual_size.height
         self._resize()
         if self.virtual_size.height != before:
@@ -106,7 +105,9 @@ class ExampleList(ScrollView, can_focus=True):
         return self.indices[self.cursor] if 0 <= self.cursor < len(self.indices) else None
 
     def _resize(self) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self.indices) + 1)
+        size = Size(self.scrollable_content_region.width, len(self.indices) + 1)
+        if size != self.virtual_size:
+            self.virtual_size = size
 
     def visible_rows(self) -> list[Row]:
         """The rows on screen now: read at once (first lines), their token counts from the cache or,
@@ -123,8 +124,9 @@ class ExampleList(ScrollView, can_focus=True):
             self.reads += 1
             if self.encoding is not None and any(r.tokens is None and r.error is None for r in rows):
                 self.pending = key
-                self.run_worker(partial(self._count, key, indices), thread=True, exclusive=True,
-                                group="example-rows", exit_on_error=False)
+                # after this frame: the worker's Python (spans, labels) would compete for the GIL with it
+                self.call_after_refresh(self.run_worker, partial(self._count, key, indices), thread=True,
+                                        exclusive=True, group="example-rows", exit_on_error=False)
         return self._window[1]
 
     def _count(self, key: tuple, indices: list[int]) -> None:
@@ -204,8 +206,7 @@ class ExampleList(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
-        self._window = None
-        self._resize()
+        self._resize()  # the rows on screen follow from the window key (height and first row)
 
     def on_focus(self) -> None:
         self.refresh()

@@ -47,7 +47,8 @@ class ExampleView(Vertical):
             with VerticalScroll(id="ex-raw"):
                 yield Static(id="ex-raw-text", markup=False)
         yield Static(id="ex-token", markup=False)
-        yield Static(id="ex-turns")
+        with VerticalScroll(id="ex-turns-box"):  # a long chat's turns scroll, never cut
+            yield Static(id="ex-turns")
 
     # ------------------------------------------------------------------ showing an example
     def message(self, text: str, error: bool = False) -> None:

@@ -134,6 +134,8 @@ class TokenView(ScrollView, can_focus=True):
                     if part:
                         lines.append([])
                         x = 0
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()  # the newline after the last token: no empty line below it
         token_line = [-1] * max(self.end - self.start, 0)
         for y, line in enumerate(lines):
             for piece in line:

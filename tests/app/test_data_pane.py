@@ -42,9 +42,12 @@ async def ready(pilot, validated=True, timeout=20.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         b = p.browser
-        if p.tok is not None and b is not None and (b.validated or not validated) and not p.searching:
+        examples = p.query_one(ExampleList)
+        if p.tok is not None and b is not None and (b.validated or not validated) and not p.query_one("#data-search").searching \
+                and examples.pending is None and examples.encoding is not None:
             await pilot.pause()
-            return p
+            if examples.pending is None:  # the token counts of the rows on screen are in
+                return p
         await pilot.pause(0.05)
     raise AssertionError(f"the Data pane did not get ready: browser={p.browser} tok={p.tok}")
 
@@ -104,6 +107,7 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
         every = "".join(trained(view))
         assert every.startswith("<|im_start|>") and all(shown(r) in every for r in replies)
         assert styled(view, lambda s: s.color == GREY) == []  # nothing masked any more
+        await ready(pilot)
         row = app.query_one(ExampleList).visible_rows()[0]
         assert row.trained == row.tokens  # the list follows the mode too
         # the max length: validated beside it, applied when valid
@@ -119,10 +123,11 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
         warnings = str(app.query_one("#ex-warnings", Static).content)
         assert "⚠ truncated: 90 tokens cut (max_len 12)" in warnings
         assert "nothing trainable after truncation: example dropped" in warnings
+        await ready(pilot)
         assert app.query_one(ExampleList).visible_rows()[0].tokens == 12
 
 
-async def test_the_token_cursor_raw_view_boundaries_and_the_palette(workdir):
+async def test_the_token_cursor_raw_view_boundaries_search_and_the_palette(workdir):
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         p = await ready(pilot)
@@ -162,6 +167,19 @@ async def test_the_token_cursor_raw_view_boundaries_and_the_palette(workdir):
         await commands["Data: mode last"]()
         await pilot.pause()
         assert p.mode == "last" and str(app.query_one("#data-mode").value) == "last"
+        # search: the list filters to the hits, streamed from a worker; clearing it brings all back
+        expected = list(open_browser("sample_data/chat.jsonl").search("Orrinsby"))
+        await pilot.press("slash")
+        assert app.query_one("#data-search", Input).has_focus
+        await pilot.press(*"orrinsby", "enter")
+        await ready(pilot)
+        assert list(app.query_one(ExampleList).indices) == expected and len(expected) > 3
+        assert str(app.query_one("#data-status", Static).content).startswith(f"{len(expected)} hits for “orrinsby”")
+        assert str(app.query_one("#ex-head", Static).content).startswith(f"#{expected[0]} · ")
+        assert app.query_one(ExampleList).has_focus
+        await pilot.press("slash", "escape")  # Escape empties the box
+        await pilot.pause(0.5)
+        assert len(app.query_one(ExampleList).indices) == 300
         # a tokenizer that cannot be loaded: said beside it, the last good one stays
         app.query_one("#data-tokenizer", Input).value = "nope.tiktoken"
         p._load_tokenizer("nope.tiktoken")
@@ -189,6 +207,17 @@ async def test_a_preference_pair_shows_the_prompt_once_and_both_responses(workdi
         await pilot.pause()
         assert "preference records ignore it" in str(app.query_one("#data-bar-msg", Static).content)
         assert trained(chosen) == [shown(record["chosen"][0]["content"]) + "<|im_end|>✓"]
+        # the format override: the same file read as prompts (the select shows what was detected)
+        assert app.query_one("#data-format").value == "auto"
+        assert str(app.query_one("#data-format #label", Static).content) == "auto: preference"
+        app.query_one("#data-format").value = "prompt"
+        end = time.monotonic() + 10
+        while p.browser is None or p.browser.format != "prompt":
+            assert time.monotonic() < end
+            await pilot.pause(0.05)
+        await ready(pilot)
+        assert p.browser.kind == "prompt" and app.query_one("#ex-switch").current == "ex-single"
+        assert trained(app.query_one("#ex-single", TokenView)) == []  # nothing in a prompt is trained
 
 
 async def test_a_bad_file_names_file_and_line_and_skipping_counts_by_reason(workdir):
@@ -226,27 +255,10 @@ async def test_a_bad_file_names_file_and_line_and_skipping_counts_by_reason(work
                 await pilot.pause(0.05)
             assert p.browser is None and app.is_running
             assert not app.query_one("#data-skip").display  # nothing to skip
-        p.open("sample_data/text.jsonl")
+        p.open("sample_data/formats/corpus.txt")  # through datasets, in a worker
         p = await ready(pilot)
         assert p.browser.kind == "text" and not app.query_one("#data-problem").display
-
-
-async def test_search_streams_hits_into_the_list(workdir):
-    app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        p = await ready(pilot)
-        expected = list(open_browser("sample_data/chat.jsonl").search("Orrinsby"))
-        await pilot.press("slash")
-        assert app.query_one("#data-search", Input).has_focus
-        await pilot.press(*"orrinsby", "enter")
-        await ready(pilot)
-        assert list(app.query_one(ExampleList).indices) == expected and len(expected) > 3
-        assert str(app.query_one("#data-status", Static).content).startswith(f"{len(expected)} hits for “orrinsby”")
-        assert "Orrinsby" in str(app.query_one("#ex-head", Static).content) or \
-            "orrinsby" in "".join(app.query_one("#ex-single", TokenView).lines).lower()
-        app.query_one("#data-search", Input).value = ""
-        await pilot.pause(0.5)
-        assert len(app.query_one(ExampleList).indices) == 300
+        assert str(app.query_one("#ex-head", Static).content).startswith("#0 · sample_data/formats/corpus.txt record 0 · text")
 
 
 async def test_a_100k_record_file_shows_its_first_screen_without_reading_it_all(tmp_path):
@@ -263,8 +275,7 @@ async def test_a_100k_record_file_shows_its_first_screen_without_reading_it_all(
             await pilot.pause(0.01)
         first = time.perf_counter() - start
         p = await ready(pilot, validated=False)
-        rows = p.browser._rows
-        assert 0 < len(rows) < 100  # only the rows on screen were tokenized
+        assert 0 < p.browser.rows_tokenized < 100  # only the rows on screen were tokenized
         await pilot.press("end")
         while len(p.browser) < 100_000 or examples.current != 99_999:
             await pilot.press("end")

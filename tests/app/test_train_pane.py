@@ -323,8 +323,12 @@ def _snapshot_app():
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])
 def test_snapshot(workdir, snap_compare, size):
-    async def settle(pilot):
-        pilot.app.query_one("#cf-max_len", Input).value = "1"  # a refused value: its message beside it
-        await pilot.pause(0.3)
+    async def refuse_max_len(pilot):
+        box = pilot.app.query_one("#cf-max_len", Input)
+        box.value = "1"  # a refused value: its message beside it
+        box.focus()  # where the user typed it (and so no other widget's focus style depends on timing)
+        await pilot.hover("#train-status")  # the mouse somewhere inert: no hover highlight on a button
+        await settle(pilot)
+        await pilot.pause(0.2)
 
-    assert snap_compare(_snapshot_app(), terminal_size=size, run_before=settle)
+    assert snap_compare(_snapshot_app(), terminal_size=size, run_before=refuse_max_len)

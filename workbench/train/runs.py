@@ -94,30 +94,33 @@ def _yaml(path: Path):
 
 
 def last_records(path: Path, kinds=("train", "eval")) -> dict[str, dict]:
-    """The last record of each event kind in a metrics.jsonl, reading from its end (a partial last line
-    — a write in progress — and lines that are not JSON are skipped)."""
+    """The last record of each event kind in a metrics.jsonl, reading backwards from its end in growing
+    chunks (at most TAIL_LIMIT bytes). Only lines that name a kind still wanted are parsed; a partial
+    last line (a write in progress) and lines that are not JSON are skipped."""
     found: dict[str, dict] = {}
+    markers = {k: f'"event": "{k}"'.encode() for k in kinds}  # as json.dumps writes it (engine._send)
     with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        chunk = TAIL_CHUNK
-        while True:
-            start = max(0, size - chunk)
+        size = end = f.seek(0, os.SEEK_END)
+        carry, chunk = b"", TAIL_CHUNK  # carry: the start of a line cut by the previous chunk's edge
+        while end > 0 and len(found) < len(kinds):
+            start = max(0, end - chunk)
             f.seek(start)
-            lines = f.read(size - start).split(b"\n")
-            if start > 0:
-                lines = lines[1:]  # starts mid-line
+            lines = (f.read(end - start) + carry).split(b"\n")
+            carry = lines.pop(0) if start > 0 else b""
             for line in reversed(lines):
+                kind = next((k for k, m in markers.items() if k not in found and m in line), None)
+                if kind is None:
+                    continue
                 try:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                kind = record.get("event") if isinstance(record, dict) else None
-                if kind in kinds and kind not in found:
+                if isinstance(record, dict) and record.get("event") == kind:
                     found[kind] = record
-            if len(found) == len(kinds) or start == 0 or chunk >= TAIL_LIMIT:
-                return found
-            found.clear()
-            chunk *= 4
+            if size - start >= TAIL_LIMIT:
+                break
+            end, chunk = start, chunk * 4
+    return found
 
 
 def run_dir_of(checkpoint: str | None) -> Path | None:

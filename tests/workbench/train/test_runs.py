@@ -155,6 +155,15 @@ def test_an_eval_far_back_is_found_by_reading_further(tmp_path):
                                                               for s in range(2, 3000)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert R.last_records(path) == {"train": rows[-1], "eval": rows[0]}
+    # An eval line cut in two by the edge of the first chunk read is put back together.
+    evaluation = json.dumps({"event": "eval", "step": 1, "val/loss": 3.0, "note": "x" * 150}) + "\n"
+    train = [json.dumps({"event": "train", "step": s, "loss": 1.0}) + "\n" for s in range(2, 2000)]
+    tail = []
+    while sum(map(len, tail)) < R.TAIL_CHUNK - 100:
+        tail.append(train[len(tail)])
+    path.write_text(evaluation + "".join(tail))
+    assert len(path.read_bytes()) - R.TAIL_CHUNK in range(1, len(evaluation) - 1)  # the edge is inside it
+    assert R.last_records(path)["eval"]["step"] == 1
     path.write_text("not json\n\x00\x01\n")
     assert R.last_records(path) == {}
 
