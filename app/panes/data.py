@@ -32,7 +32,7 @@ from app.widgets.search_box import SearchBox
 from app.widgets.token_view import TokenView
 from workbench.data.browse import Browser, Encoding, open_browser, opens_at_once, tokenizer_of
 from workbench.data.loading import BUILDERS
-from workbench.data.record_view import display_path
+from workbench.data.record_view import display_path, short_location
 from workbench.errors import WorkbenchError
 from workbench.inspector import MODE_IGNORED
 
@@ -209,9 +209,9 @@ class DataPane(Vertical):
             words = dict(n=n, s="" if n == 1 else "s", so_far=so_far, reasons=reasons)
             if b.skip_bad:
                 self._problem(M.DATA_SKIPPING.format(**words), M.DATA_SHOW_BAD_BUTTON)
-            else:
-                self._problem(f"{M.DATA_BAD.format(error=errors)} · {M.DATA_BAD_COUNTS.format(**words)}",
-                              M.DATA_SKIP_BUTTON)
+            else:  # the counts first: a long first error may not fit the bar's three lines
+                self._problem(f"{M.DATA_BAD_COUNTS.format(**words)} · "
+                              f"{M.DATA_BAD.format(error=short_location(str(errors), b.path))}", M.DATA_SKIP_BUTTON)
 
     def _update_status(self) -> None:
         b = self.browser

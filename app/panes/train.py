@@ -18,8 +18,6 @@ Monitor and the Runs pane.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -70,7 +68,7 @@ class TrainPane(Vertical):
         try:
             return schema.file_values(self.stage, path)
         except WorkbenchError as e:  # a broken configs/ file: start from the defaults, say why
-            self.app.notify(str(e), severity="error") if self.is_mounted else None
+            self.call_later(self.app.notify, str(e), severity="error", markup=False)
             return schema.defaults(self.stage)
 
     # ------------------------------------------------------------------ layout

@@ -19,7 +19,7 @@ from app import messages as M
 from app.widgets.token_view import TokenView
 from workbench.chat import prompt_length
 from workbench.data.browse import Browser, Encoding, RecordError
-from workbench.data.record_view import TokenInfo, message_sections
+from workbench.data.record_view import TokenInfo, message_sections, short_location
 from workbench.inspector import printable, turn_table
 
 
@@ -71,7 +71,7 @@ class ExampleView(Vertical):
                 return
             ex = browser.example(index, encoding)
         except RecordError as e:
-            self.message(M.DATA_RECORD_ERROR.format(error=e), error=True)
+            self.message(M.DATA_RECORD_ERROR.format(error=short_location(str(e), browser.path)), error=True)
             self.index = index
             return
         self.example = ex
@@ -96,7 +96,7 @@ class ExampleView(Vertical):
             table = turn_table(r)
             table.padding = (0, 1)  # the inspector's table, a little tighter: it fits 80 columns
             self.query_one("#ex-turns", Static).update(table)
-        self._head(Text(M.DATA_HEAD.format(index=index, where=printable(browser.locate(index)),
+        self._head(Text(M.DATA_HEAD.format(index=index, where=printable(short_location(browser.locate(index), browser.path)),
                                            kind=ex.kind, counts=counts)))
         warnings = "\n".join(M.DATA_WARNING.format(warning=w) for w in ex.warnings)
         self.query_one("#ex-warnings", Static).update(Text(warnings, style="bold yellow"))
@@ -114,7 +114,7 @@ class ExampleView(Vertical):
         text.rstrip()
         self.query_one("#ex-raw-text", Static).update(text)
         self.query_one("#ex-switch", ContentSwitcher).current = "ex-raw"
-        self._head(Text(M.DATA_HEAD.format(index=index, where=printable(browser.locate(index)),
+        self._head(Text(M.DATA_HEAD.format(index=index, where=printable(short_location(browser.locate(index), browser.path)),
                                            kind=browser.kind, counts="raw messages")))
         self.query_one("#ex-warnings").display = False
         self.query_one("#ex-turns", Static).update("")

@@ -56,11 +56,13 @@ def run_parts(run, color: str) -> tuple[Text, int, int | None, Text]:
 
 
 def run_lines(runs, colors, width: int) -> Text:
-    """One line per run, names and bars aligned in columns, each cut to `width`."""
+    """One line per run, names and bars aligned in columns, each cut to `width` (the content width:
+    a line as wide as that would wrap)."""
     parts = [run_parts(run, color) for run, color in zip(runs, colors)]
     head_w = max(h.cell_len for h, _, _, _ in parts)
-    tail_w = max(min(t.cell_len, width // 2) for _, _, _, t in parts)
-    bar = max(0, min(30, width - head_w - tail_w - 2))
+    # The bar gives way first: the figures and the status at the end of the line must stay visible.
+    tail_w = max(t.cell_len for _, _, _, t in parts)
+    bar = max(0, min(30, width - 1 - head_w - tail_w))
     if bar < 6:  # too narrow for a useful bar: the figures matter more
         bar = 0
     out = Text()

@@ -208,6 +208,26 @@ async def test_records_from_the_worker_and_the_file_are_kept_once_and_a_resume_r
         assert "malformed" not in str(app.query_one("#mon-options").render())  # the new file has none
 
 
+async def test_a_running_runs_header_line_fits_80_columns_with_its_status(tmp_path):
+    """The run line (progress, ETA, tok/s, device, status) is one line inside the header's padding at
+    80 columns: the bar shrinks so that the status at its end is never cut off or wrapped."""
+    from workbench.train.lock import RunLock
+
+    run = tmp_path / "p"
+    run.mkdir()
+    start = {"event": "start", "step": 0, "stage": "pretrain", "max_steps": 300, "device": "cpu"}
+    (run / "metrics.jsonl").write_text(jsonl([start, *({**train(s, 3.0), "stage": "pretrain"}
+                                                        for s in range(1, 116))]))
+    with RunLock(run):  # held by this (live) process: the run is running
+        app = app_on(run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: "eta" in header_text(app))
+            await pilot.pause(0.3)
+            text = header_text(app)
+            assert "115/300" in text and text.rstrip().endswith("running"), text
+            assert app.query_one("#mon-runs").size.height == 1  # not wrapped onto a second line
+
+
 # ------------------------------------------------------------------------------------ 100,000 steps
 def big_history(path: Path, n: int) -> None:
     rng = np.random.default_rng(0)

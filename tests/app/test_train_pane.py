@@ -1,6 +1,5 @@
 """The Train pane against the real App: the form, the command, Start / Pause / Resume / Stop, detached runs, quitting."""
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -326,6 +325,7 @@ def test_snapshot(workdir, snap_compare, size):
     async def refuse_max_len(pilot):
         box = pilot.app.query_one("#cf-max_len", Input)
         box.value = "1"  # a refused value: its message beside it
+        box.cursor_blink = False  # a blinking cursor would be on or off by chance
         box.focus()  # where the user typed it (and so no other widget's focus style depends on timing)
         await pilot.hover("#train-status")  # the mouse somewhere inert: no hover highlight on a button
         await settle(pilot)

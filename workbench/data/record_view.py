@@ -5,6 +5,7 @@
     token_info(tok, rendered, i)     # the token under the cursor: id, text, role, part, label
     parse_max_len("2048")            # a typed max length (WorkbenchError naming the problem)
     complete_path("sample_da")       # path completion; display_path: relative when inside cwd
+    short_location(where, path)      # file:line without the folders the path field already shows
 """
 
 from __future__ import annotations
@@ -96,6 +97,15 @@ def display_path(path: str) -> str:
     except (ValueError, OSError):
         return path
     return str(rel) if str(rel) != "." else path
+
+
+def short_location(where: str, path: str) -> str:
+    """A record's location (`file:line`, `file record N`), or an error that starts with one, without
+    the folders above the opened `path`, which the path field shows: a long absolute path would
+    fill the lines meant for the line number and the error ("/data/x.jsonl:7" is "x.jsonl:7")."""
+    parent = os.path.dirname(os.path.normpath(path))
+    prefix = parent.rstrip(os.sep) + os.sep if parent else ""
+    return where[len(prefix):] if prefix and where.startswith(prefix) else where
 
 
 def complete_path(text: str, suffixes: tuple[str, ...] | None = tuple(BUILDERS)) -> str | None:

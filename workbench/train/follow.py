@@ -20,6 +20,7 @@ the TUI's own training worker and from the file): it keeps each event once.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ METRICS = "metrics.jsonl"
 # Keys of a train record that describe it rather than measure the model: never charted.
 NOT_METRICS = frozenset({"event", "step", "stage", "skipped", "nonfinite_total", "eval_time"})
 RECENT = 50  # train records kept for the ETA and tokens/s
+
+
+def number(value) -> float | None:
+    """A finite number from a record, or None: metrics.jsonl may hold anything (a string, NaN, a flag)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:  # an int too big for a float
+        return None
 
 
 # ------------------------------------------------------------------------------------ the file
@@ -254,8 +265,8 @@ class RunHistory:
         return changed
 
     def _add(self, r: dict) -> bool:
-        kind, step = r.get("event"), r.get("step")
-        if not isinstance(step, (int, float)) or isinstance(step, bool):
+        kind, step = r.get("event"), number(r.get("step"))
+        if step is None:  # no step, or NaN / Infinity / a string: nothing to place it at
             return False
         if kind == "log":
             self.logs.append(str(r.get("message", "")))
@@ -368,7 +379,8 @@ def downsample(xs: np.ndarray, ys: np.ndarray, buckets: int) -> tuple[np.ndarray
 def eta(records, max_steps: int | None, window: int = 20) -> float | None:
     """Seconds left until `max_steps`, from the pace of the newest train records (their `elapsed`,
     which includes evaluations and checkpoints; `step_time` for a single record). None if unknown."""
-    train = [r for r in records if r.get("event") == "train"][-window:]
+    train = [r for r in records if r.get("event") == "train" and number(r.get("step")) is not None][-window:]
+    max_steps = number(max_steps)
     if not train or not max_steps:
         return None
     last = train[-1]
@@ -376,17 +388,18 @@ def eta(records, max_steps: int | None, window: int = 20) -> float | None:
     if left <= 0:
         return 0.0
     first = train[0]
-    if len(train) >= 2 and isinstance(first.get("elapsed"), (int, float)) and isinstance(last.get("elapsed"), (int, float)):
+    t0, t1 = number(first.get("elapsed")), number(last.get("elapsed"))
+    if len(train) >= 2 and t0 is not None and t1 is not None:
         steps = int(last["step"]) - int(first["step"])
-        if steps > 0 and last["elapsed"] > first["elapsed"]:
-            return (last["elapsed"] - first["elapsed"]) / steps * left
-    times = [r["step_time"] for r in train if isinstance(r.get("step_time"), (int, float))]
+        if steps > 0 and t1 > t0:
+            return (t1 - t0) / steps * left
+    times = [t for t in (number(r.get("step_time")) for r in train) if t is not None]
     return sum(times) / len(times) * left if times else None
 
 
 def tokens_per_s(records, window: int = 20) -> float | None:
     """Training tokens per second over the newest train records (a steadier figure than one step's)."""
     train = [r for r in records if r.get("event") == "train"][-window:]
-    tokens = sum(r.get("tokens") or 0 for r in train)
-    seconds = sum(r.get("step_time") or 0 for r in train)
+    tokens = sum(number(r.get("tokens")) or 0 for r in train)
+    seconds = sum(number(r.get("step_time")) or 0 for r in train)
     return tokens / seconds if seconds > 0 else None

@@ -123,9 +123,14 @@ def last_records(path: Path, kinds=("train", "eval")) -> dict[str, dict]:
     return found
 
 
+def _text(value) -> str | None:
+    """A string field of lineage.json / config.yaml, or None: a hand-edited file may hold anything there."""
+    return value if isinstance(value, str) and value else None
+
+
 def run_dir_of(checkpoint: str | None) -> Path | None:
     """RUN/checkpoints/step-N -> RUN (resolved); None for a checkpoint that is not inside a run."""
-    if not checkpoint:
+    if not isinstance(checkpoint, str) or not checkpoint:
         return None
     p = Path(checkpoint)
     return p.parent.parent.resolve() if p.parent.name == "checkpoints" else None
@@ -165,14 +170,14 @@ def read_run(path: Path, name: str) -> RunInfo:
         config = config if isinstance(config, dict) else {}
     except Exception:  # noqa: BLE001 — missing, unreadable or not YAML: the lineage may still say enough
         config = {}
-    status = lineage.get("status") if not problem else None
+    status = _text(lineage.get("status")) if not problem else None
     info.status, why = status_of(status, info.holder)
     info.error = problem if info.status == "unknown" else (why or lineage.get("error"))
-    info.stage = lineage.get("stage") or config.get("stage")
-    info.started, info.ended = lineage.get("started"), lineage.get("ended")
+    info.stage = _text(lineage.get("stage")) or _text(config.get("stage"))
+    info.started, info.ended = _text(lineage.get("started")), _text(lineage.get("ended"))
     info.max_steps = config.get("max_steps") if isinstance(config.get("max_steps"), int) else None
     parent = lineage.get("parent") if isinstance(lineage.get("parent"), dict) else {}
-    info.parent_checkpoint = parent.get("path")
+    info.parent_checkpoint = _text(parent.get("path"))
     info.parent = run_dir_of(info.parent_checkpoint)
     inputs = lineage.get("inputs") if isinstance(lineage.get("inputs"), dict) else {}
     rm = inputs.get("reward_model")

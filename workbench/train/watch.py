@@ -35,7 +35,7 @@ LOG_LINES = 6
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "?"
     seconds = int(round(max(0.0, seconds)))
     h, rest = divmod(seconds, 3600)
@@ -102,12 +102,14 @@ class RunHeader:
     def merged(self, history: RunHistory) -> dict:
         """The header's fields updated with what the events say (the resolved device, a newer status)."""
         start = history.start or {}
-        max_steps = start.get("max_steps") or self.max_steps
-        status = history.status() or self.status
+        text = lambda v: v if isinstance(v, str) and v else None  # noqa: E731 — a hand-edited file may hold anything
+        max_steps = start.get("max_steps")
+        max_steps = max_steps if type(max_steps) is int and max_steps > 0 else self.max_steps
+        status = text(history.status()) or text(self.status) or "unknown"
         if status == "running" and self.status not in ("running", "unknown", "missing"):
             status = self.status  # lineage.json says how it ended (e.g. a crash left no end event)
-        return {"stage": start.get("stage") or self.stage, "step": history.last_step, "max_steps": max_steps,
-                "device": start.get("device") or self.device, "status": status,
+        return {"stage": text(start.get("stage")) or text(self.stage), "step": history.last_step,
+                "max_steps": max_steps, "device": text(start.get("device")) or text(self.device), "status": status,
                 "eta": eta(history.recent, max_steps) if status == "running" else None,
                 "tokens_per_s": tokens_per_s(history.recent)}
 

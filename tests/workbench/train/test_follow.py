@@ -230,3 +230,17 @@ def test_a_big_file_is_read_in_chunks_with_the_same_result(tmp_path):
     steps, losses = history.xy("loss")
     assert steps.tolist() == list(range(1, 2001)) and losses.tolist() == [float(s) for s in range(1, 2001)]
     assert f.offset == path.stat().st_size and not f.poll(10_000).more
+
+
+def test_garbage_values_in_records_never_raise():
+    """metrics.jsonl is a text file anyone can edit: NaN / Infinity / huge steps are not placed (json
+    reads NaN and Infinity), and strings where numbers belong are ignored by the ETA and tokens/s."""
+    h = RunHistory()
+    h.add([{"event": "train", "step": float("nan"), "loss": 1.0}, {"event": "train", "step": float("inf"), "loss": 1.0},
+           {"event": "train", "step": 10 ** 400, "loss": 1.0}, {"event": "train", "step": "3", "loss": 1.0}])
+    assert h.last_step == 0 and "loss" not in h
+    records = [{"event": "train", "step": 1, "tokens": "x", "step_time": "y", "elapsed": float("nan")},
+               {"event": "train", "step": 2, "tokens": 10, "step_time": 0.5, "elapsed": "z"}]
+    assert tokens_per_s(records) == pytest.approx(20.0)
+    assert eta(records, "ten") is None
+    assert eta(records, 10) == pytest.approx(4.0)  # from step_time: the elapsed values are unusable

@@ -250,3 +250,22 @@ def test_a_real_tiny_run_reads_back_finished_with_its_parent(tmp_path, small_tok
     assert s["sft"].parent == (root / "pre").resolve() and s["sft"].loss > 0 and s["sft"].metrics["val/loss"] > 0
     assert [n.info.name for n in R.lineage_tree(list(s.values()))[0].children] == ["sft"]
     assert s["pre"].holder is None
+
+
+def test_a_hand_edited_lineage_with_wrong_types_is_listed_and_does_not_hide_the_other_runs(tmp_path):
+    """lineage.json with a number where a path belongs (or a list for the status) once raised in
+    read_run, so the whole scan failed and the Runs pane showed no run at all."""
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "lineage.json").write_text(json.dumps({"stage": "sft", "status": "finished"}))
+    weird = tmp_path / "weird"
+    weird.mkdir()
+    (weird / "lineage.json").write_text(json.dumps({"status": ["x"], "stage": {"a": 1}, "started": 5,
+                                                    "parent": {"path": 7}, "inputs": {"reward_model": {"path": 3}}}))
+    (weird / "config.yaml").write_text("stage: 3\nmax_steps: [1]\n")
+    runs = {r.name: r for r in R.scan_runs(tmp_path)}
+    assert runs["good"].status == "finished"
+    w = runs["weird"]
+    assert (w.status, w.stage, w.started, w.parent, w.parent_checkpoint, w.max_steps) == ("unknown", None, None, None,
+                                                                                           None, None)
+    assert R.status_counts(list(runs.values())) == {"finished": 1, "unknown": 1}

@@ -9,7 +9,7 @@ from workbench.errors import WorkbenchError
 from workbench.io import atomic_write_text
 from workbench.train.follow import RunHistory, load_history
 from workbench.train.watch import (HeaderRead, Loaded, Records, RunHeader, RunWatcher, follow_target, panels_for,
-                                   run_names, short_number)
+                                   duration, run_names, short_number)
 
 
 def train(step, loss=1.0, tokens=100, elapsed=None, **kw):
@@ -131,3 +131,16 @@ def test_follow_target_accepts_runs_their_metrics_and_future_dirs(tmp_path, sft_
         follow_target(tmp_path / "a" / "b")
     with pytest.raises(WorkbenchError, match="give a run directory"):
         follow_target("  ")
+
+
+def test_merged_header_of_a_hand_edited_file_has_usable_fields(tmp_path):
+    """A start event whose max_steps is a string, or an end whose status is a list, must not reach the
+    header's arithmetic and style lookups (both once took the Monitor down)."""
+    history = RunHistory()
+    history.add([{"event": "start", "step": 0, "stage": ["x"], "max_steps": "ten", "device": {"a": 1}},
+                 {"event": "train", "step": 1, "loss": 1.0, "elapsed": 1}, {"event": "train", "step": 2, "elapsed": 2},
+                 {"event": "end", "step": 2, "status": ["finished"]}])
+    info = RunHeader(tmp_path).merged(history)
+    assert info["max_steps"] is None and info["stage"] is None and info["device"] is None
+    assert info["status"] == "unknown" and info["step"] == 2
+    assert duration(float("nan")) == "?"
