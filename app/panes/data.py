@@ -210,8 +210,9 @@ class DataPane(Vertical):
             if b.skip_bad:
                 self._problem(M.DATA_SKIPPING.format(**words), M.DATA_SHOW_BAD_BUTTON)
             else:  # the counts first: a long first error may not fit the bar's three lines
-                self._problem(f"{M.DATA_BAD_COUNTS.format(**words)} · "
-                              f"{M.DATA_BAD.format(error=short_location(str(errors), b.path))}", M.DATA_SKIP_BUTTON)
+                first = short_location(str(errors), b.path)
+                self._problem(M.DATA_BAD.format(error=f"{M.DATA_BAD_COUNTS.format(**words)} · {first}"),
+                              M.DATA_SKIP_BUTTON)
 
     def _update_status(self) -> None:
         b = self.browser

@@ -96,7 +96,7 @@ class ExampleView(Vertical):
             table = turn_table(r)
             table.padding = (0, 1)  # the inspector's table, a little tighter: it fits 80 columns
             self.query_one("#ex-turns", Static).update(table)
-        self._head(Text(M.DATA_HEAD.format(index=index, where=printable(short_location(browser.locate(index), browser.path)),
+        self._head(Text(M.DATA_HEAD.format(index=index, where=_where(browser, index),
                                            kind=ex.kind, counts=counts)))
         warnings = "\n".join(M.DATA_WARNING.format(warning=w) for w in ex.warnings)
         self.query_one("#ex-warnings", Static).update(Text(warnings, style="bold yellow"))
@@ -114,7 +114,7 @@ class ExampleView(Vertical):
         text.rstrip()
         self.query_one("#ex-raw-text", Static).update(text)
         self.query_one("#ex-switch", ContentSwitcher).current = "ex-raw"
-        self._head(Text(M.DATA_HEAD.format(index=index, where=printable(short_location(browser.locate(index), browser.path)),
+        self._head(Text(M.DATA_HEAD.format(index=index, where=_where(browser, index),
                                            kind=browser.kind, counts="raw messages")))
         self.query_one("#ex-warnings").display = False
         self.query_one("#ex-turns", Static).update("")
@@ -142,6 +142,11 @@ class ExampleView(Vertical):
         if current == "ex-pair":
             return [self.query_one(f"#ex-{n}", TokenView) for n in ("prompt", "chosen", "rejected")]
         return [self.query_one("#ex-single", TokenView)] if current == "ex-single" else []
+
+
+def _where(browser: Browser, index: int) -> str:
+    """file:line of a record, without the folders the path field shows (a long path would fill the head)."""
+    return printable(short_location(browser.locate(index), browser.path))
 
 
 def token_line(info: TokenInfo | None, n: int) -> Text:

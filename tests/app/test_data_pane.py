@@ -97,7 +97,7 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
         assert trained(view) == [shown(r) + "<|im_end|>✓" for r in replies]
         assert styled(view, lambda s: s.color == GREY)  # the rest is drawn masked
         head = str(app.query_one("#ex-head", Static).content)
-        assert head.startswith("#2 · sample_data/chat.jsonl:3 · conversation · 102 tokens · 37 trained")
+        assert head.startswith("#2 · chat.jsonl:3 · conversation · 102 tokens · 37 trained")
         # the mode: only the last reply, then every token
         p.action_mode("last")
         await pilot.pause()
@@ -229,8 +229,7 @@ async def test_a_bad_file_names_file_and_line_and_skipping_counts_by_reason(work
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         problem = str(app.query_one("#data-problem-text", Static).content)
-        assert problem.startswith("✗ bad.jsonl:2: malformed JSON: ")
-        assert "2 bad records: 1 malformed JSON, 1 no assistant turn" in problem
+        assert problem.startswith("✗ 2 bad records: 1 malformed JSON, 1 no assistant turn · bad.jsonl:2: malformed JSON: ")
         examples = app.query_one(ExampleList)
         assert len(examples.indices) == 4
         await pilot.press("down")  # the bad record itself: its error in place of its tokens
@@ -258,7 +257,31 @@ async def test_a_bad_file_names_file_and_line_and_skipping_counts_by_reason(work
         p.open("sample_data/formats/corpus.txt")  # through datasets, in a worker
         p = await ready(pilot)
         assert p.browser.kind == "text" and not app.query_one("#data-problem").display
-        assert str(app.query_one("#ex-head", Static).content).startswith("#0 · sample_data/formats/corpus.txt record 0 · text")
+        assert str(app.query_one("#ex-head", Static).content).startswith("#0 · corpus.txt record 0 · text")
+
+
+async def test_at_80x24_a_long_path_leaves_room_for_the_counts_the_line_and_the_error(tmp_path):
+    """Regression: under a long absolute path the problem bar (3 lines) cut off the counts by reason
+    and the example's head (3 lines) cut off its counts: the folders are in the path field already."""
+    folder = tmp_path / "a rather long folder name" / "holding the training data of this run"
+    folder.mkdir(parents=True)
+    rows = ['{"messages": [oops'] + [json.dumps({"prompt": f"Question {i}?"}) for i in range(3)] + ["[1, 2]"]
+    data = folder / "prompts_gsm8k_test.jsonl"
+    data.write_text("".join(r + "\n" for r in rows))
+    app = make_app(str(data))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await select_record(pilot, 1)
+
+        def seen(widget_id):  # what the widget shows on screen, its lines joined
+            widget = app.query_one(widget_id, Static)
+            return " ".join(s.text.strip() for s in widget.render_lines(widget.region.reset_offset)).strip()
+
+        problem = seen("#data-problem-text")
+        assert "2 bad records: 1 malformed JSON, 1 not a JSON object" in " ".join(problem.split())
+        assert "prompts_gsm8k_test.jsonl:1: malformed JSON" in " ".join(problem.split())
+        head = " ".join(seen("#ex-head").split())
+        assert head.startswith("#1 · prompts_gsm8k_test.jsonl:2 · prompt ·") and head.endswith("masked")
 
 
 async def test_a_100k_record_file_shows_its_first_screen_without_reading_it_all(tmp_path):

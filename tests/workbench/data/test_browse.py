@@ -14,7 +14,7 @@ from tests.conftest import SAMPLE
 from workbench.data import browse
 from workbench.data.browse import Encoding, JsonlBrowser, RecordError, SourceBrowser, open_browser, tokenizer_of
 from workbench.data.loading import open_source, read_records
-from workbench.data.record_view import complete_path, display_path, first_line, parse_max_len, token_info
+from workbench.data.record_view import complete_path, display_path, first_line, parse_max_len, short_location, token_info
 from workbench.errors import WorkbenchError
 from workbench.inspector import InspectOptions, inspect
 
@@ -328,6 +328,15 @@ def test_display_path(tmp_path, monkeypatch):
     assert display_path(str(tmp_path / "d" / "x.jsonl")) == "d/x.jsonl"
     assert display_path(str(tmp_path / "link" / "x.jsonl")) == "link/x.jsonl"  # a link keeps its name
     assert display_path("/elsewhere/x.jsonl") == "/elsewhere/x.jsonl" and display_path(str(tmp_path)) == str(tmp_path)
+
+
+def test_short_location_drops_the_folders_the_path_field_shows():
+    assert short_location("/work/shared/data/x.jsonl:7", "/work/shared/data/x.jsonl") == "x.jsonl:7"
+    assert short_location("/d/x.jsonl:2: malformed JSON: oops", "/d/x.jsonl") == "x.jsonl:2: malformed JSON: oops"
+    assert short_location("/d/my data/p.json record 3", "/d/my data") == "my data/p.json record 3"  # a folder
+    assert short_location("sample_data/chat.jsonl:3", "sample_data/chat.jsonl") == "chat.jsonl:3"
+    assert short_location("x.jsonl:1", "x.jsonl") == "x.jsonl:1"
+    assert short_location("/other/y.jsonl:1", "/d/x.jsonl") == "/other/y.jsonl:1"  # not under it: as it is
 
 
 def test_tokenizer_of_a_name_a_file_a_checkpoint_and_a_run_dir(tmp_path, tok):
