@@ -21,7 +21,8 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 from app import messages as M
 from workbench.errors import WorkbenchError
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 SAMPLE_CHAT = ROOT / "sample_data" / "chat.jsonl"
 PANES = ("data", "train", "monitor", "runs")
 TABS = Binding.Group("Panes", compact=True)
@@ -34,6 +35,13 @@ DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow", ".txt")
 def is_run_dir(path: Path) -> bool:
     """A run directory: anything the engine writes first (train.log appears before metrics.jsonl)."""
     return path.is_dir() and any((path / f).exists() for f in RUN_FILES)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent
+    return Path("/")
 
 
 @dataclass
@@ -56,7 +64,7 @@ def plan_launch(paths: list[str], runs_root: str = "runs") -> Launch:
             launch.runs.append(str(path))
         elif path.exists():
             data.append(str(path))
-        elif path.suffix.lower() not in DATA_SUFFIXES and path.parent.is_dir():
+        elif path.suffix.lower() not in DATA_SUFFIXES and _existing_ancestor(path).is_dir():
             launch.runs.append(str(path))  # a run about to start there: the Monitor waits for it
         else:
             raise WorkbenchError(f"no such file or folder: {p}")
@@ -68,7 +76,8 @@ def plan_launch(paths: list[str], runs_root: str = "runs") -> Launch:
 
 
 class WorkbenchApp(App):
-    CSS_PATH = ["app.tcss", "panes/data.tcss", "panes/train.tcss", "panes/monitor.tcss", "panes/runs.tcss"]
+    # Absolute: Textual resolves relative CSS paths against the module of the class, which breaks subclasses.
+    CSS_PATH = [HERE / "app.tcss", *(HERE / "panes" / f"{name}.tcss" for name in PANES)]
     TITLE = M.TITLE
     SUB_TITLE = M.SUB_TITLE
     BINDINGS = [
@@ -77,7 +86,7 @@ class WorkbenchApp(App):
         Binding("3", "pane('monitor')", "Monitor", group=TABS),
         Binding("4", "pane('runs')", "Runs", group=TABS),
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("f2", "toggle_dark", "Theme"),
+        Binding("f2", "toggle_dark", "Theme", show=False),  # in the palette; the footer's room is the panes''
     ]
 
     def __init__(self, launch: Launch | None = None, theme: str | None = None):
@@ -104,7 +113,7 @@ class WorkbenchApp(App):
                 yield MonitorPane(self.launch.runs, id="monitor-pane")
             with TabPane("Runs", id="runs"):
                 yield RunsPane(self.launch.runs_root, id="runs-pane")
-        yield Footer(compact=True)
+        yield Footer()
 
     # ------------------------------------------------------------------ actions
     def action_pane(self, name: str) -> None:

@@ -83,15 +83,18 @@ def tmux(*args: str) -> str:
 
 
 def start_tui(name: str, run_dir: Path, tok: str, steps: int, keep_open: bool = False) -> None:
-    cmd = f"cd {ROOT} && {PY} {Path(__file__).resolve()} --serve {run_dir} --tok {tok} --steps {steps}"
+    cmd = (f"cd {ROOT} && {PY} {Path(__file__).resolve()} --serve {run_dir} --tok {tok} --steps {steps}"
+           " || sleep 5")  # (Textual draws on stderr: not redirected)
     if keep_open:
         cmd += " --keep-open"
     tmux("new-session", "-d", "-s", name, "-x", str(SIZE[0]), "-y", str(SIZE[1]), cmd)
 
 
-def wait_file(path: Path, timeout: float) -> None:
+def wait_file(path: Path, timeout: float, session: str | None = None) -> None:
     end = time.monotonic() + timeout
     while not path.exists():
+        if session and subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode:
+            raise RuntimeError(f"the TUI in tmux session {session} ended before {path} appeared")
         if time.monotonic() > end:
             raise TimeoutError(f"{path} did not appear in {timeout:.0f} s")
         time.sleep(0.2)
@@ -101,7 +104,7 @@ def in_tui(tok: str, steps: int, out: Path) -> float:
     name = f"bench-{os.getpid()}-{out.name}"
     start_tui(name, out, tok, steps)
     try:
-        wait_file(out / "bench-done", 600)
+        wait_file(out / "bench-done", 600, name)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
     return steady_tokens_per_s(out)
@@ -113,7 +116,7 @@ def latency(tok: str, out: Path, presses: int = 40) -> dict:
     start_tui(name, out, tok, 100000, keep_open=True)
     results = {}
     try:
-        wait_file(out / "metrics.jsonl", 120)
+        wait_file(out / "metrics.jsonl", 120, name)
         time.sleep(3)  # past the first steps (the first AdamW step imports lazily)
         # a) typing into the Data pane's search box
         tmux("send-keys", "-t", name, "1")

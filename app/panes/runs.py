@@ -157,6 +157,8 @@ class RunsPane(Vertical):
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is None or event.row_key.value is None:  # a table emptied under the cursor
+            return
         self.query_one(RunTree).select_run(event.row_key.value)
         self._show_detail()
 
