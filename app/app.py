@@ -86,6 +86,9 @@ class WorkbenchApp(App):
         Binding("3", "pane('monitor')", "Monitor", group=TABS),
         Binding("4", "pane('runs')", "Runs", group=TABS),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        # Pause and Stop the Train pane's run from any pane (the Monitor, where one watches it).
+        Binding("f6", "train('pause')", "Pause run", show=False),
+        Binding("f7", "train('stop')", "Stop run", show=False),
         Binding("f2", "toggle_dark", "Theme", show=False),  # in the palette; the footer's room is the panes''
     ]
 
@@ -118,6 +121,9 @@ class WorkbenchApp(App):
     # ------------------------------------------------------------------ actions
     def action_pane(self, name: str) -> None:
         self.query_one("#panes", TabbedContent).active = name
+
+    def action_train(self, what: str) -> None:
+        self.query_one("#train-pane").run_action(what)
 
     def action_toggle_dark(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

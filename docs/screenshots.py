@@ -31,11 +31,11 @@ def train_pipeline(work: Path) -> None:
     tok.parent.mkdir(parents=True)
     train_tokenizer(["sample_data/text.jsonl"], 512, tok, held_out=0.0)
     common = ["model={n_layers: 2}", "tensorboard=false", "save_every=0"]
-    plan = [("pretrain", "runs/pretrain", [f"tokenizer={tok}", "max_steps=150", "seq_len=128", "eval_every=25"]),
-            ("sft", "runs/sft", ["init_from=runs/pretrain", "max_steps=80", "eval_every=20", "max_len=192"]),
-            ("rm", "runs/rm", ["init_from=runs/sft", "max_steps=40", "eval_every=10", "max_len=192"]),
-            ("dpo", "runs/dpo", ["init_from=runs/sft", "max_steps=40", "eval_every=10", "max_len=192"]),
-            ("ppo", "runs/ppo", ["init_from=runs/sft", "reward_model=runs/rm", "max_steps=20", "eval_every=0",
+    plan = [("pretrain", "runs/tiny/pretrain", [f"tokenizer={tok}", "max_steps=150", "seq_len=128", "eval_every=25"]),
+            ("sft", "runs/tiny/sft", ["init_from=runs/tiny/pretrain", "max_steps=80", "eval_every=20", "max_len=192"]),
+            ("rm", "runs/tiny/rm", ["init_from=runs/tiny/sft", "max_steps=40", "eval_every=10", "max_len=192"]),
+            ("dpo", "runs/tiny/dpo", ["init_from=runs/tiny/sft", "max_steps=40", "eval_every=10", "max_len=192"]),
+            ("ppo", "runs/tiny/ppo", ["init_from=runs/tiny/sft", "reward_model=runs/tiny/rm", "max_steps=20", "eval_every=0",
                                  "max_new_tokens=24"])]
     for stage, out, extra in plan:
         overrides = extra + (common if stage == "pretrain" else common[1:])
@@ -45,7 +45,7 @@ def train_pipeline(work: Path) -> None:
 async def shoot(work: Path) -> list[Path]:
     from app.app import WorkbenchApp, plan_launch
 
-    app = WorkbenchApp(plan_launch(["runs/dpo"], runs_root="runs"))
+    app = WorkbenchApp(plan_launch(["runs/tiny/ppo"], runs_root="runs"))
     app.launch.data = "sample_data/chat.jsonl"
     saved = []
     async with app.run_test(size=SIZE) as pilot:

@@ -89,6 +89,7 @@ class MonitorPane(Vertical):
         self._wake = threading.Event()
         self._dirty = True
         self._urgent = True  # a user action waits for no pacing
+        self._text_dirty, self._text_at = False, 0.0  # the header's figures are due / were last drawn
         self._revision = 0  # bumped on every change of the data shown (a chart redraws when it moved)
         self._charts: dict[str, ChartPanel] = {}  # panel id -> its chart, in display order
         self._initial = list(run_dirs)
@@ -249,7 +250,9 @@ class MonitorPane(Vertical):
         self._revision += 1
         if structure:
             self._rebuild_charts()  # a new stage or metric can add panels (e.g. MoE balance)
-        self._refresh_text()
+            self._refresh_text()
+        else:
+            self._text_dirty = True  # new points: the header follows on the redraw tick, once a second
 
     # ------------------------------------------------------------------ charts
     def _stages(self) -> list[str]:
@@ -284,6 +287,10 @@ class MonitorPane(Vertical):
 
     def _redraw(self) -> None:
         """Redraw the charts whose data or options changed (called at most every REDRAW_S)."""
+        now = time.monotonic()
+        if self._text_dirty and now >= self._text_at + LIVE_S and self.is_on_screen:
+            self._text_dirty, self._text_at = False, now
+            self._refresh_text()
         if not self._dirty or not self.is_on_screen:  # a hidden Monitor costs nothing; it catches up when shown
             return
         # Pace: the last redraw's cost (preparing the series + textual-plot painting them, which
