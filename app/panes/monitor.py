@@ -285,10 +285,15 @@ class MonitorPane(Vertical):
         self._charts = charts
         self._dirty = True
 
+    def _training_here(self) -> bool:
+        """A run trains in this process (the GIL is shared with it): live points are drawn less often."""
+        panes = self.app.query("#train-pane")
+        return bool(panes) and bool(getattr(panes.first(), "running_jobs", lambda: [])())
+
     def _redraw(self) -> None:
         """Redraw the charts whose data or options changed (called at most every REDRAW_S)."""
         now = time.monotonic()
-        if self._text_dirty and now >= self._text_at + LIVE_S and self.is_on_screen:
+        if self._text_dirty and self.is_on_screen and (now >= self._text_at + LIVE_S or not self._training_here()):
             self._text_dirty, self._text_at = False, now
             self._refresh_text()
         if not self._dirty or not self.is_on_screen:  # a hidden Monitor costs nothing; it catches up when shown
@@ -297,7 +302,7 @@ class MonitorPane(Vertical):
         # happens after this returns) decides the earliest next one, so a big or busy grid of charts
         # never crowds out keypresses. Small charts still redraw every REDRAW_S.
         self._cost += sum(c.take_paint_s() for c in self._charts.values() if c.is_mounted)
-        wait = self._cost / DUTY if self._urgent else max(LIVE_S, self._cost / DUTY)
+        wait = self._cost / DUTY if self._urgent or not self._training_here() else max(LIVE_S, self._cost / DUTY)
         if time.monotonic() < self._last_redraw_at + wait:
             return
         self._dirty = self._urgent = False
