@@ -79,7 +79,7 @@ class TrainPane(Vertical):
             yield Static(id="train-config", markup=False)
             yield Button(M.TRAIN_LOAD, id="train-load", compact=True)
             yield Button(M.TRAIN_SAVE, id="train-save", compact=True)
-        yield ConfigForm(self.stage, self.base, self._picks(), id="train-form")
+        yield ConfigForm(self.stage, self.base, self._picks(scan=False), id="train-form")
         yield Static(id="train-command", markup=False)
         with Horizontal(id="train-bar"):
             yield Button(M.TRAIN_START, id="train-start", variant="success", compact=True)
@@ -95,6 +95,7 @@ class TrainPane(Vertical):
     def on_mount(self) -> None:
         self.set_interval(TICK_S, self._tick)
         self._refresh()
+        self.refresh_parents()
         # torch takes seconds to import: load it in the background once the screen is up, so that
         # Start does not freeze the UI while the first run imports it.
         self.set_timer(WARM_S, lambda: self.run_worker(_import_engine, thread=True, group="warm"))
@@ -106,11 +107,13 @@ class TrainPane(Vertical):
     def on_unmount(self) -> None:
         self.stop_all(wait=False)  # the App's thread pool waits for its workers at exit
 
-    def _picks(self) -> dict:
+    def _picks(self, scan: bool = True) -> dict:
+        """setting -> (runs on offer, prompt). `scan=False`: none yet (the scan imports torch, which takes
+        seconds: it runs in a worker once the pane is up, see refresh_parents)."""
         out = {}
         for setting, by_stage in schema.PARENT_STAGES.items():
             if self.stage in by_stage:
-                options = schema.parent_runs(self.runs_root, self.stage, setting)
+                options = schema.parent_runs(self.runs_root, self.stage, setting) if scan else []
                 prompt = (M.TRAIN_PICK_PARENT.format(root=self.runs_root) if options else
                           M.TRAIN_NO_PARENTS.format(stages="/".join(by_stage[self.stage]), root=self.runs_root))
                 out[setting] = (options, prompt)
@@ -174,12 +177,24 @@ class TrainPane(Vertical):
         self.config = schema.default_config(self.stage)
         self.base = self._file_values(self.config)
         self.query_one("#train-out", Input).placeholder = self._out_placeholder()
-        await self.form.set_stage(self.stage, self.base, self._picks())
+        await self.form.set_stage(self.stage, self.base, self._picks(scan=False))
+        self.refresh_parents()
 
     def refresh_parents(self) -> None:
-        """The runs on offer as parents (after a run ends: it may be the next stage's parent)."""
-        for setting, (options, prompt) in self._picks().items():
-            self.form.set_picks(setting, options, prompt)
+        """The runs on offer as parents, scanned in a worker (at start, on a stage change, after a run
+        ends: it may be the next stage's parent); a newer scan replaces an older one."""
+        stage = self.stage
+
+        def scan() -> None:
+            picks = self._picks()
+            self.app.call_from_thread(apply, picks)
+
+        def apply(picks: dict) -> None:
+            if stage == self.stage:  # the user has not switched stage meanwhile
+                for setting, (options, prompt) in picks.items():
+                    self.form.set_picks(setting, options, prompt)
+
+        self.run_worker(scan, thread=True, exclusive=True, group="parents")
 
     # ------------------------------------------------------------------ actions
     def commands(self) -> list[tuple[str, str, object]]:
