@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from app import messages as M
 from workbench.errors import WorkbenchError
+from workbench.train import runs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -28,7 +29,8 @@ PANES = ("data", "train", "monitor", "runs")
 TABS = Binding.Group("Panes", compact=True)
 
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "lineage.json", "train.log", "checkpoints")
+# The Runs pane's run files, and what the engine writes before them (a run just starting is followed too).
+RUN_FILES = (*runs.RUN_FILES, "train.log", "checkpoints")
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow", ".txt")
 
 

@@ -15,28 +15,17 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.suggester import Suggester
 from textual.widgets import Input, Label, Select, Static
 
 from app import messages as M
+from app.widgets.path_input import PathSuggester
 from workbench.chat import MODES
 from workbench.data.formats import FORMATS
 from workbench.data.loading import BUILDERS
-from workbench.data.record_view import complete_path, parse_max_len
+from workbench.data.record_view import parse_max_len
 from workbench.errors import WorkbenchError
 
 AUTO = "auto"
-
-
-class PathSuggester(Suggester):
-    """Completes a typed path with the first matching folder or file (of the given suffixes)."""
-
-    def __init__(self, suffixes: tuple[str, ...]):
-        super().__init__(use_cache=False, case_sensitive=True)  # folders change: no cache
-        self.suffixes = suffixes
-
-    async def get_suggestion(self, value: str) -> str | None:
-        return complete_path(value, self.suffixes)
 
 
 class DataBar(Vertical):

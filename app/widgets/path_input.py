@@ -6,9 +6,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -16,28 +13,20 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, Input, Static
 
+from workbench.data.record_view import complete_path
+
 
 class PathSuggester(Suggester):
-    """Completes the last part of a path with the first matching entry of its folder (folders get a /)."""
+    """Completes a typed path with the first matching folder or file of its folder (folders get a /);
+    `suffixes`: only files ending so (None: any file). The logic is the core's `complete_path`."""
 
-    def __init__(self):
+    def __init__(self, suffixes: tuple[str, ...] | None = None):
         # No cache: a folder's contents change (a run that finishes, a config just saved).
         super().__init__(use_cache=False, case_sensitive=True)
+        self.suffixes = suffixes
 
     async def get_suggestion(self, value: str) -> str | None:
-        if not value:
-            return None
-        folder, _, start = value.rpartition("/")
-        where = Path(os.path.expanduser(folder or ".")) if folder or not value.startswith("/") else Path("/")
-        try:
-            names = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(where)
-                           if e.name.startswith(start) and (start.startswith(".") or not e.name.startswith(".")))
-        except OSError:
-            return None
-        for name in names:
-            if name != start:
-                return f"{folder}/{name}" if folder or value.startswith("/") else name
-        return None
+        return complete_path(value, self.suffixes)
 
 
 class AskPath(ModalScreen[str | None]):

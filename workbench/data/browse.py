@@ -28,6 +28,7 @@ import os
 import re
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from array import array
 from bisect import bisect_right
 from collections import Counter, OrderedDict
@@ -81,7 +82,7 @@ class Row:
     error: RecordError | None = None
 
 
-class Browser:
+class Browser(ABC):
     """A lazily read data source. Subclasses supply `_raw`, `_iter_raw`, `locate` and the index."""
 
     path: str
@@ -110,8 +111,9 @@ class Browser:
     def validated(self) -> bool:
         return self.complete and self.checked >= len(self)
 
+    @abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        ...
 
     def index_more(self) -> bool:
         """Index the next chunk; True once the whole source is indexed."""
@@ -121,8 +123,9 @@ class Browser:
         """The record indices to list: all of them, or (skip_bad) those checked good so far."""
         return self.good if self.skip_bad else range(len(self))
 
+    @abstractmethod
     def locate(self, index: int) -> str:
-        raise NotImplementedError
+        ...
 
     # -------------------------------------------------------------------- records
     def record(self, index: int) -> dict:
@@ -196,12 +199,14 @@ class Browser:
         """Rows whose token counts were computed, over every encoding (never all of a big file)."""
         return sum(len(c) for c in self._rows.values())
 
+    @abstractmethod
     def _raw(self, index: int):
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _iter_raw(self, start: int) -> Iterator[tuple[int, object]]:
         """(index, raw record) from `start` on, in order, fast (sequential reads)."""
-        raise NotImplementedError
+        ...
 
     def _parse(self, index: int, raw) -> dict:
         return raw

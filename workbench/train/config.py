@@ -231,8 +231,6 @@ CONFIGS: dict[str, type[TrainConfig]] = {"pretrain": PretrainConfig, "sft": SFTC
 def load_config(stage: str, path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None,
                 base: dict | None = None) -> TrainConfig:
     """The stage's config: defaults < `base` (a resumed run's saved config) < YAML file < overrides."""
-    import yaml
-
     if stage not in CONFIGS:
         raise WorkbenchError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     cls = CONFIGS[stage]
@@ -249,15 +247,22 @@ def load_config(stage: str, path: str | os.PathLike | None = None, overrides: li
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
                 raise WorkbenchError(f"override {item!r} is not key=value (e.g. lr=1e-4)")
-            try:
-                value = yaml.safe_load(raw) if raw.strip() else None
-            except yaml.YAMLError:
-                value = raw
-            values.update(_checked(cls, {key.strip(): value}, "override"))
+            values.update(_checked(cls, {key.strip(): parse_value(raw)}, "override"))
     if values.get("stage", stage) != stage:
         raise WorkbenchError(f"{path or 'config'}: this is a {values['stage']!r} config, not {stage!r}")
     values["stage"] = stage
     return cls(**values).validate()
+
+
+def parse_value(raw: str):
+    """The value of a KEY=VALUE override (or a form field): YAML (`1e-4`, `true`, `{n_layers: 2}`), empty =
+    null; text YAML cannot read stays the text itself (the type check then says what is wrong with it)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return raw
 
 
 def _read_yaml(path) -> dict:

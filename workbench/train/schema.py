@@ -153,13 +153,8 @@ def form_text(value) -> str:
 def parse_value(stage: str, name: str, raw):
     """The typed value of one form entry, read exactly as the CLI reads `name=raw` (YAML, then the
     config's coercion). Non-text entries (a switch, a select) are checked as they are."""
-    import yaml
-
     if isinstance(raw, str):
-        try:
-            raw = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            pass  # the text itself, as the CLI does; the coercion says what is wrong with it
+        raw = C.parse_value(raw)
     try:
         return C._checked(C.CONFIGS[stage], {name: raw}, "form")[name]
     except WorkbenchError as e:
