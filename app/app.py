@@ -16,6 +16,7 @@ from pathlib import Path
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.lazy import Lazy
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from app import messages as M
@@ -108,16 +109,18 @@ class WorkbenchApp(App):
         from app.panes.runs import RunsPane
         from app.panes.train import TrainPane
 
+        # The panes not shown first are mounted just after the first screen is drawn (Lazy): building
+        # the Train pane's form alone takes seconds of CSS on a small CPU.
+        first = self.launch.pane
+        panes = {"data": DataPane(self.launch.data, id="data-pane"),
+                 "train": TrainPane(runs_root=self.launch.runs_root, id="train-pane"),
+                 "monitor": MonitorPane(self.launch.runs, id="monitor-pane"),
+                 "runs": RunsPane(self.launch.runs_root, id="runs-pane")}
         yield Header()
-        with TabbedContent(initial=self.launch.pane, id="panes"):
-            with TabPane("Data", id="data"):
-                yield DataPane(self.launch.data, id="data-pane")
-            with TabPane("Train", id="train"):
-                yield TrainPane(runs_root=self.launch.runs_root, id="train-pane")
-            with TabPane("Monitor", id="monitor"):
-                yield MonitorPane(self.launch.runs, id="monitor-pane")
-            with TabPane("Runs", id="runs"):
-                yield RunsPane(self.launch.runs_root, id="runs-pane")
+        with TabbedContent(initial=first, id="panes"):
+            for name, pane in panes.items():
+                with TabPane(name.title(), id=name):
+                    yield pane if name == first else Lazy(pane)
         yield Footer()
 
     # ------------------------------------------------------------------ actions
