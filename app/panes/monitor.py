@@ -44,6 +44,7 @@ POLL_S, REDRAW_S = 0.5, 0.2
 # run trained at ~0.5x its headless speed).
 DUTY = 0.08
 LIVE_S = 1.0  # new points of a live run are drawn at most this often; a key (toggle, resize) at once
+URGENT_S = 0.25  # after a toggle, the charts wait at most this long since their last redraw
 SMOOTHING = (0.0, 0.6, 0.9, 0.99)
 # Series colours: mid-luminance, readable on the dark and the light theme, fixed (deterministic snapshots).
 PALETTE = ("#3b8eea", "#e5a50a", "#2aa876", "#d9534f", "#a06bd6", "#17a2b8", "#c0707a", "#8a9a2a")
@@ -93,6 +94,8 @@ class MonitorPane(Vertical):
         self._revision = 0  # bumped on every change of the data shown (a chart redraws when it moved)
         self._charts: dict[str, ChartPanel] = {}  # panel id -> its chart, in display order
         self._initial = list(run_dirs)
+        self._header_lines = 0
+        self._train_pane = None  # the App's Train pane, once found (see _training_here)
         self.last_redraw_s = 0.0
         self._last_redraw_at, self._cost = 0.0, 0.0  # when the charts were last redrawn, and what it cost
 
@@ -196,8 +199,11 @@ class MonitorPane(Vertical):
             self.notify(str(e), severity="error", timeout=8)
 
     def _options_changed(self) -> None:
-        self._dirty = self._urgent = True  # the charts follow on the next redraw tick: the key itself returns at once
+        """A toggle: its label is repainted at once, the charts right after that paint (not at the next
+        tick), so the key shows on screen before the charts' redraw takes the UI thread."""
+        self._dirty = self._urgent = True
         self._refresh_text()
+        self.call_after_refresh(self._redraw)
 
     # ------------------------------------------------------------------ the follow worker (a thread)
     @work(thread=True, exclusive=True, group="monitor-follow")
@@ -286,9 +292,13 @@ class MonitorPane(Vertical):
         self._dirty = True
 
     def _training_here(self) -> bool:
-        """A run trains in this process (the GIL is shared with it): live points are drawn less often."""
-        panes = self.app.query("#train-pane")
-        return bool(panes) and bool(getattr(panes.first(), "running_jobs", lambda: [])())
+        """A run trains in this process (the GIL is shared with it): live points are drawn less often.
+        (The Train pane is looked up once: a query walks the whole DOM, measured at a quarter of this
+        pane's UI time when it ran on every tick.)"""
+        if self._train_pane is None or not self._train_pane.is_attached:
+            panes = self.app.query("#train-pane")
+            self._train_pane = panes.first() if panes else None
+        return self._train_pane is not None and bool(self._train_pane.running_jobs())
 
     def _redraw(self) -> None:
         """Redraw the charts whose data or options changed (called at most every REDRAW_S)."""
@@ -302,7 +312,11 @@ class MonitorPane(Vertical):
         # happens after this returns) decides the earliest next one, so a big or busy grid of charts
         # never crowds out keypresses. Small charts still redraw every REDRAW_S.
         self._cost += sum(c.take_paint_s() for c in self._charts.values() if c.is_mounted)
-        wait = self._cost / DUTY if self._urgent or not self._training_here() else max(LIVE_S, self._cost / DUTY)
+        # A user's toggle waits for no pacing beyond a short guard (keys held down still get through).
+        if self._urgent:
+            wait = min(self._cost / DUTY, URGENT_S)
+        else:
+            wait = self._cost / DUTY if not self._training_here() else max(LIVE_S, self._cost / DUTY)
         if time.monotonic() < self._last_redraw_at + wait:
             return
         self._dirty = self._urgent = False
@@ -348,15 +362,19 @@ class MonitorPane(Vertical):
         colors = [PALETTE[i % len(PALETTE)] for i in range(len(self.runs))]
         header = self.query_one("#mon-runs", Static)
         width = header.content_size.width or max(20, (self.size.width or 80) - 2)  # inside its padding
-        header.update(run_lines(self.runs.values(), colors, width))
+        lines = run_lines(self.runs.values(), colors, width)
+        # A full layout only when the header's height changes: the 1 Hz figures of a live run are
+        # repainted in place (a layout of the whole screen costs more than the header itself).
+        header.update(lines, layout=len(lines.plain.split("\n")) != self._header_lines)
+        self._header_lines = len(lines.plain.split("\n"))
         smoothing = f"{self.smoothing:g}" if self.smoothing else "off"
         options = Text(M.MONITOR_OPTIONS.format(x=self.x, smoothing=smoothing, logy="on" if self.logy else "off"),
                        style="dim")
         for run in self.runs.values():
             if run.bad:
                 options.append("  " + M.MONITOR_BAD_LINES.format(name=run.name, n=run.bad), style="bold #e5a50a")
-        self.query_one("#mon-options", Static).update(options)
+        self.query_one("#mon-options", Static).update(options, layout=False)  # fixed heights: no layout
         first = next(iter(self.runs.values()))
         log = first.log or ([M.MONITOR_NO_LOG] if first.loaded else [])
-        self.query_one("#mon-log", Static).update("\n".join(log[-5:]))
+        self.query_one("#mon-log", Static).update("\n".join(log[-5:]), layout=False)
 

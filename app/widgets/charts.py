@@ -171,7 +171,7 @@ class ChartPanel(Vertical):
             title.append("  ").append_text(legend)
         if logy:
             title.append("  " + M.MONITOR_LOG_TAG, style="dim")
-        self.query_one(".chart-title", Static).update(title)
+        self.query_one(".chart-title", Static).update(title, layout=False)  # one line, always
         self.drawn_lines = thinned
         self.points_drawn = sum(len(t.xs) for t in thinned)
         self.set_class(not thinned, "-empty")
