@@ -72,6 +72,13 @@ class _Event(Message):
     event: object
 
 
+@dataclass
+class _FollowFailed(Message):
+    """The follow worker's poll raised: shown once per distinct error; the worker keeps polling."""
+
+    error: str
+
+
 class MonitorPane(Vertical):
     BINDINGS = [
         Binding("s", "smooth", M.MONITOR_KEYS["smooth"]),
@@ -212,12 +219,23 @@ class MonitorPane(Vertical):
         what came back; the objects in those messages are never touched by this thread again."""
         worker = get_current_worker()
         watcher = RunWatcher()
-        wake = False
+        wake, failed = False, None
         while not worker.is_cancelled:
-            for event in watcher.poll(self._wanted, headers_now=wake):
+            try:
+                events = watcher.poll(self._wanted, headers_now=wake)
+            except Exception as e:  # a bug or an unforeseen OS error: say so once, keep following
+                events, error = [], f"{type(e).__name__}: {e}"
+                if error != failed:
+                    self.post_message(_FollowFailed(error))
+                failed = error
+            for event in events:
                 self.post_message(_Event(event))
             wake = self._wake.wait(POLL_S)
             self._wake.clear()
+
+    @on(_FollowFailed)
+    def _on_follow_failed(self, message: _FollowFailed) -> None:
+        self.notify(M.MONITOR_FOLLOW_FAILED.format(error=message.error), severity="error", timeout=10, markup=False)
 
     @on(_Event)
     def _on_event(self, message: _Event) -> None:

@@ -179,6 +179,29 @@ async def test_attach_from_the_empty_state_to_a_run_another_process_writes(tmp_p
             writer.wait(10)
 
 
+async def test_a_failing_poll_is_shown_once_and_following_goes_on(tmp_path, monkeypatch):
+    """An unforeseen error in the follow worker is a notification, not a dead worker or a crashed app."""
+    from workbench.train.watch import RunWatcher
+
+    real, calls = RunWatcher.poll, []
+
+    def flaky(self, wanted, headers_now=False):
+        calls.append(1)
+        if len(calls) <= 3:  # the same error three polls running: one notification
+            raise PermissionError("metrics.jsonl: permission denied")
+        return real(self, wanted, headers_now)
+
+    monkeypatch.setattr(RunWatcher, "poll", flaky)
+    run = tmp_path / "live"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(jsonl([train(s, 3.0 - 0.1 * s) for s in range(1, 6)]))
+    app = app_on(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: points(app) == 5, timeout=15)
+        shown = [n.message for n in app._notifications if "permission denied" in n.message]
+        assert len(shown) == 1 and "still trying" in shown[0]
+
+
 # ------------------------------------------------------------------------------------ dedup, resume, bad lines
 async def test_records_from_the_worker_and_the_file_are_kept_once_and_a_resume_reloads(tmp_path):
     run = tmp_path / "run"
