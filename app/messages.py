@@ -75,6 +75,7 @@ WORKER_ERROR = "{what} failed: {error}"
 
 # --- data pane
 DATA_PATH_LABEL = "data"
+DATA_MORE_TOKENS = "… {n:,} more tokens not drawn (the view shows the first {shown:,}; the counts cover all)"
 DATA_PATH_PLACEHOLDER = "a .jsonl .json .parquet .csv .arrow .txt file or folder (o: file tree)"
 DATA_FORMAT_AUTO = "auto"
 DATA_FORMAT_DETECTED = "auto: {format}"

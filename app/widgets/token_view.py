@@ -25,12 +25,17 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from app import messages as M
 from workbench.chat import Rendered
 from workbench.data.record_view import TokenInfo, token_info
 from workbench.inspector import token_pieces
 from workbench.tokenizer import Tokenizer
 
 TAB = "   "  # after the inspector's → marker: a tab shows as four cells
+# Tokens laid out at most, from `start`: a 2 MB message (~500k tokens) took the UI thread 2-9 s to lay
+# out; the rest is summed up on one line (the counts above the view still cover every token).
+MAX_TOKENS = 20_000
+MORE_STYLE = "dim italic"
 
 
 @lru_cache(maxsize=64)
@@ -70,6 +75,7 @@ class TokenView(ScrollView, can_focus=True):
         self.tok: Tokenizer | None = None
         self.rendered: Rendered | None = None
         self.start = self.end = 0
+        self.hidden = 0  # tokens past MAX_TOKENS, not laid out
         self._pieces: list[tuple[str, str, int]] = []
         self._boundaries = True
         self._width = 0
@@ -82,7 +88,9 @@ class TokenView(ScrollView, can_focus=True):
     def show(self, tok: Tokenizer, r: Rendered, start: int = 0, end: int | None = None,
              boundaries: bool = True, keep_cursor: bool = False) -> None:
         self.tok, self.rendered, self._boundaries = tok, r, boundaries
-        self.start, self.end = start, len(r) if end is None else end
+        full_end = len(r) if end is None else end
+        self.start, self.end = start, min(full_end, start + MAX_TOKENS)
+        self.hidden = full_end - self.end
         self._pieces = token_pieces(tok, r, self.start, self.end, boundaries)
         self._layout()
         cursor = min(max(self.cursor, self.start), self.end - 1) if keep_cursor else self.start
@@ -93,7 +101,7 @@ class TokenView(ScrollView, can_focus=True):
         self.post_message(self.Moved(self, self.info()))
 
     def clear(self) -> None:
-        self.rendered, self._pieces, self.start, self.end = None, [], 0, 0
+        self.rendered, self._pieces, self.start, self.end, self.hidden = None, [], 0, 0, 0
         self._layout()
         self.refresh()
 
@@ -136,10 +144,13 @@ class TokenView(ScrollView, can_focus=True):
                         x = 0
         if len(lines) > 1 and not lines[-1]:
             lines.pop()  # the newline after the last token: no empty line below it
+        if self.hidden:  # a line that is no token (token -1: never the cursor, never clicked)
+            more = chop_cells(M.DATA_MORE_TOKENS.format(n=self.hidden, shown=self.end - self.start), width)[0]
+            lines.append([(0, cell_len(more), more, MORE_STYLE, -1)])
         token_line = [-1] * max(self.end - self.start, 0)
         for y, line in enumerate(lines):
             for piece in line:
-                if token_line[piece[4] - self.start] < 0:
+                if piece[4] >= 0 and token_line[piece[4] - self.start] < 0:
                     token_line[piece[4] - self.start] = y
         self._width, self._lines, self._token_line = width, lines, token_line
         self._strips.clear()
@@ -213,7 +224,8 @@ class TokenView(ScrollView, can_focus=True):
             return
         here = self._token_line[self.cursor - self.start]
         x = next((p[0] for p in self._lines[here] if p[4] == self.cursor), 0)
-        target = min(max(here + step, 0), len(self._lines) - 1)
+        last = len(self._lines) - 1 - (1 if self.hidden else 0)  # the "more tokens" line holds none
+        target = min(max(here + step, 0), last)
         while target != here and not self._lines[target]:
             target += 1 if step > 0 else -1
         if target == here or not self._lines[target]:
@@ -230,7 +242,7 @@ class TokenView(ScrollView, can_focus=True):
         y = self.scroll_offset.y + offset.y
         if 0 <= y < len(self._lines):
             for x0, x1, _text, _style, tok in self._lines[y]:
-                if x0 <= offset.x + self.scroll_offset.x < x1:
+                if x0 <= offset.x + self.scroll_offset.x < x1 and tok >= 0:
                     self.cursor = tok
                     break
         self.focus()

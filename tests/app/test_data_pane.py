@@ -307,6 +307,33 @@ async def test_a_100k_record_file_shows_its_first_screen_without_reading_it_all(
     print(f"first screen of a 100,000-record file: {first:.2f} s")
 
 
+async def test_a_huge_message_draws_its_first_tokens_and_says_how_many_more(tmp_path):
+    """A 2 MB message is laid out only up to MAX_TOKENS (it froze the pane for seconds); the counts
+    still cover every token and the cursor never lands on the summary line."""
+    from app.widgets.token_view import MAX_TOKENS
+
+    big = " ".join(f"w{i % 997}" for i in range(60_000))
+    path = tmp_path / "huge.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": big}]}) + "\n")
+    app = make_app(str(path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        p = await ready(pilot)
+        view = p.query_one("#ex-single", TokenView)
+        t0 = time.perf_counter()
+        p.query_one(ExampleView).show(p.browser, 0, p.encoding)
+        elapsed = time.perf_counter() - t0
+        total = len(p.query_one(ExampleView).example.rendered)
+        assert total > MAX_TOKENS and view.end - view.start == MAX_TOKENS and view.hidden == total - MAX_TOKENS
+        assert view.lines[-1].startswith(f"… {total - MAX_TOKENS:,} more tokens not drawn")
+        assert f"{total:,} tokens" in str(p.query_one("#ex-head").render())  # the counts cover all of it
+        view.focus()
+        await pilot.press("end", "down", "down")
+        assert view.cursor == MAX_TOKENS - 1  # the last drawn token, not the summary line
+        print(f"\n{total:,}-token message shown in {elapsed * 1000:.0f} ms")
+        assert elapsed < 3, elapsed
+
+
 async def test_rerender_of_the_longest_lima_chat_is_fast():
     """Mode changes re-render at once: LIMA's longest chat (3,567 tokens with cl100k_base)."""
     app = WorkbenchApp(Launch(data=str(shared("chat_lima.jsonl")), pane="data", runs_root="runs"))

@@ -218,7 +218,9 @@ class PPOConfig(TrainConfig):
         need(self.clip_range > 0 and self.clip_range_value > 0, "clip_range and clip_range_value must be positive")
         need(self.vf_coef >= 0, f"vf_coef must be 0 or more, got {self.vf_coef}")
         need(0 < self.gamma <= 1 and 0 <= self.lam <= 1, f"gamma must be in (0, 1] and lam in [0, 1], got {self.gamma}, {self.lam}")
-        need(self.kl_coef > 0, f"kl_coef (beta) must be positive, got {self.kl_coef}")
+        # 0 turns the leash off (the reward-hacking demonstration); the adaptive controller scales it, so not there.
+        need(self.kl_coef >= 0, f"kl_coef (beta) must be 0 or more, got {self.kl_coef}")
+        need(self.kl_coef > 0 or not self.adaptive_kl, "adaptive_kl needs kl_coef > 0 (it scales the starting value)")
         need(self.kl_target > 0 and self.kl_horizon >= 1, "kl_target must be positive and kl_horizon at least 1")
         need(self.missing_eos_penalty >= 0, f"missing_eos_penalty must be 0 or more, got {self.missing_eos_penalty}")
         return self

@@ -40,6 +40,12 @@ def test_ppo_needs_a_reward_model():
     assert load_config("ppo", None, ["reward_model=runs/rm"]).reward_model == "runs/rm"
 
 
+def test_ppo_without_a_kl_leash_is_allowed_but_not_with_the_adaptive_controller():
+    assert load_config("ppo", None, ["reward_model=runs/rm", "kl_coef=0"]).kl_coef == 0.0
+    assert "kl_coef (beta) must be 0 or more, got -0.1" in error("ppo", ["reward_model=runs/rm", "kl_coef=-0.1"])
+    assert "adaptive_kl needs kl_coef > 0" in error("ppo", ["reward_model=runs/rm", "kl_coef=0", "adaptive_kl=true"])
+
+
 def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
     path = tmp_path / "sft.yaml"
     path.write_text("lr: 1e-4\nmin_lr_ratio: 0\nmax_steps: 30\n")
