@@ -32,7 +32,9 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 # Sub-command groups live in their own modules so each stays small; they share _run/_fail below.
 def _register_groups():
     from workbench.cli_data import data_app, tokenizer_app
+    from workbench.cli_eval import chinchilla, eval_command, probe
     from workbench.cli_model import export, generate, model_app
+    from workbench.cli_pipeline import pipeline
     from workbench.cli_train import train_app
 
     app.add_typer(data_app, name="data")
@@ -41,6 +43,10 @@ def _register_groups():
     app.add_typer(train_app, name="train")
     app.command()(generate)
     app.command()(export)
+    app.command(name="eval")(eval_command)
+    app.command()(probe)
+    app.command()(chinchilla)
+    app.command()(pipeline)
 
 
 @app.command()
