@@ -98,7 +98,7 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, "--limit", help="Use the first N records of each file."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled answers."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu, cuda, cuda:1, ..."),
-    text_window: Optional[int] = typer.Option(None, "--text-window", help="Tokens per window for --text (default min(256, the model's context))."),
+    text_window: Optional[int] = typer.Option(None, "--text-window", help="Tokens per window for --text (default min(256, the model's context - 1))."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default 1 on a CPU: small decode steps are faster on one)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per checkpoint per line on stdout."),
 ):

@@ -7,7 +7,7 @@
 What is measured (rates are fractions in [0, 1]; see workbench/eval/metrics.py for the definitions):
 
 - text: next-token loss and perplexity over the documents packed into windows of `text_window`
-  tokens (default min(256, max_seq_len)), `<|endoftext|>` between them, as pretraining reads them.
+  tokens (default min(256, max_seq_len - 1)), `<|endoftext|>` between them, as pretraining reads them.
 - prompts (a prompt file, or the prompts of a chat or preference file): each is rendered as ChatML
   with the assistant's generation prompt and answered twice, greedily and sampled at temperature 1
   with `samples_seed`, with at most `max_new_tokens` new tokens, stopping at <|im_end|>. Generation
@@ -272,7 +272,11 @@ def text_metrics(model, tok, spec: str, limit, window, progress) -> dict:
 
     _, recs = _records(spec, ("text",), "--text needs plain text (.txt, or .jsonl with a 'text' field)", limit)
     stream = [t for ex in encode_records(tok, "text", [r for _, r in recs]) for t in ex.rendered.input_ids]
-    W = window or min(256, model.cfg.max_seq_len)
+    ctx = model.cfg.max_seq_len
+    if window is not None and window + 1 > ctx:  # a window of W predictions reads W + 1 tokens
+        raise WorkbenchError(f"text_window {window} does not fit the model's context of {ctx} tokens "
+                             f"(at most {ctx - 1}): beyond it the loss measures positions it never trained on")
+    W = window or min(256, ctx - 1)
     starts = list(range(0, max(len(stream) - 1, 0), W))  # window s predicts stream[s+1 .. s+W]
     if not starts:
         raise WorkbenchError(f"{spec}: fewer than two tokens of text")

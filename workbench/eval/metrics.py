@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from workbench.data.synthetic import check_answer
-from workbench.data.synthetic_reward import is_refusal, is_rude, true_reward
+from workbench.data.synthetic_reward import CORRECT, is_refusal, is_rude, true_reward
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -43,7 +43,12 @@ class Reply:
     @property
     def reward(self) -> float | None:
         """The world's true reward, for replies to prompts with an answer (else None)."""
-        return None if self.task is None else true_reward(self.task, self.text, self.compliant)
+        if self.task is None:
+            return None
+        if self.task.get("format") != "gsm8k":
+            return true_reward(self.task, self.text, self.compliant)
+        # GSM8K: the correctness term by the final-number match that accuracy uses ("1,000" is 1000)
+        return true_reward(None, self.text, self.compliant) + (CORRECT if self.correct else 0.0)
 
 
 def task_of(meta: dict) -> dict | None:

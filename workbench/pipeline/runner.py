@@ -8,7 +8,8 @@ ROOT/<name> is an ordinary run directory per stage, trained by the same engine c
 `workbench train` (workbench.train.engine.train), so lineage.json, resume and the Runs pane work as
 for any run. Running it again is cheap and safe, like make:
 - a finished stage is skipped, unless its parent, reward model or trained tokenizer has changed since
-  (lineage.json records the parents' paths and sha256), or --force names it: then it is trained again;
+  (lineage.json records the parents' paths and sha256), or --force names it: then it is trained again
+  (a finished run whose parent lies outside ROOT is refused instead: it is not this pipeline's to delete);
 - a stopped, crashed or interrupted stage is resumed from its latest checkpoint (engine resume);
 - ROOT/tokenizer/tokenizer.tiktoken is trained once (written atomically) and fed to pretraining;
 - ROOT/eval/<name>.json (one per report row and reward model) is reused while it is newer than the
@@ -80,8 +81,13 @@ def run_pipeline(recipe: Recipe, root: str | Path, *, only=None, force: bool = F
     control = control or Control()
     selected = _selected(recipe, only)
     forced = selected if force else set()
+    if root.exists() and not root.is_dir():
+        raise WorkbenchError(f"--out {root}: is a file, not a folder; choose another pipeline root")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkbenchError(f"--out {root}: cannot create the pipeline root ({e.strerror})") from None
     emit({"event": "plan", "steps": plan(recipe, only), "root": str(root)})
-    root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "recipe.yaml", recipe.path.read_text(encoding="utf-8"))
     stages: dict[str, str] = {}
     if "tokenizer" in selected and recipe.tokenizer is not None:
@@ -157,6 +163,17 @@ def _stale(lineage: dict, key: str, source: Path) -> str | None:
     return None
 
 
+def _own(lineage: dict, key: str, source: Path, run_dir: Path, name: str) -> None:
+    """Retraining deletes the run: refuse when it was not trained from this root's `source` stage
+    (an --out that holds runs of its own), rather than delete someone's work."""
+    entry = lineage.get("parent") if key == "parent" else (lineage.get("inputs") or {}).get(key)
+    old = Path(entry["path"]) if isinstance(entry, dict) and isinstance(entry.get("path"), str) else None
+    if old is not None and not old.is_relative_to(source.resolve()):
+        raise WorkbenchError(f"{run_dir}: a finished run that was not trained by this pipeline (its {key} is {old}, "
+                             f"not under {source}); move it away, choose another --out, or retrain it with "
+                             f"--force --only {name}")
+
+
 def _decide(recipe: Recipe, spec: StageSpec, run_dir: Path, root: Path, force: bool) -> tuple[str, str]:
     """(action, why): new | resume | skip | retrain."""
     from workbench.train.runs import is_run_dir, read_run
@@ -180,6 +197,7 @@ def _decide(recipe: Recipe, spec: StageSpec, run_dir: Path, root: Path, force: b
     for key, source in (("parent", spec.parent), ("reward_model", spec.reward_model)):
         why = _stale(lineage, key, root / source) if source is not None else None
         if why:
+            _own(lineage, key, root / source, run_dir, spec.name)
             return "retrain", why
     if "tokenizer" in stage_overrides(recipe, spec, root) and "tokenizer" not in spec.set:
         from workbench.model.checkpoint import TOKENIZER_FILE
@@ -241,9 +259,10 @@ def _ckpt(root: Path, name: str | None) -> Path | None:
     return resolve_checkpoint(root / name).resolve()
 
 
-def _fresh(path: Path, ckpts: list[Path], settings: dict) -> bool:
-    """A cached eval JSON is reused while it is newer than every checkpoint it measured and was made
-    with the same eval settings (files, token budget, reference, reward model)."""
+def _fresh(path: Path, ckpts: list[Path], settings: dict, files: list[str] = ()) -> bool:
+    """A cached eval JSON is reused while it is newer than every checkpoint it measured and every data
+    file it read (regenerated sample data is measured again), and was made with the same eval settings
+    (files, token budget, reference, reward model)."""
     from workbench.model.checkpoint import WEIGHTS
 
     if not path.is_file():
@@ -255,7 +274,8 @@ def _fresh(path: Path, ckpts: list[Path], settings: dict) -> bool:
     stamp = path.stat().st_mtime_ns
     return (isinstance(cached, dict) and cached.get("checkpoint") == str(ckpts[0])
             and cached.get("settings") == settings
-            and all(stamp > (c / WEIGHTS).stat().st_mtime_ns for c in ckpts))
+            and all(stamp > (c / WEIGHTS).stat().st_mtime_ns for c in ckpts)
+            and all(stamp > Path(f).expanduser().stat().st_mtime_ns for f in files))
 
 
 def evaluate_rows(recipe: Recipe, root: Path, emit=lambda event: None, control=None) -> dict[str, dict]:
@@ -279,7 +299,8 @@ def evaluate_rows(recipe: Recipe, root: Path, emit=lambda event: None, control=N
             "prompts": ev.prompts, "heldout": ev.heldout, "text": ev.text, "limit": ev.limit,
             "max_new_tokens": ev.max_new_tokens, "ref": str(row_ref) if row_ref else None, "rm": str(rm) if rm else None}
         path = root / EVAL / f"{name}.json"
-        cached = _fresh(path, inputs, settings)
+        files = [ev.pairs] if is_rm else [ev.prompts, ev.text, *ev.heldout]
+        cached = _fresh(path, inputs, settings, [f for f in files if f])
         emit({"event": "eval_row", "name": name, "index": i, "total": len(names), "cached": cached})
         if cached:
             out[name] = json.loads(path.read_text(encoding="utf-8"))

@@ -170,6 +170,16 @@ def test_text_loss_of_a_uniform_model_is_log_vocab(scripted, byte_tok, tmp_path)
         assert t["ppl"] == pytest.approx(byte_tok.vocab_size, rel=1e-4)
 
 
+def test_a_text_window_past_the_context_is_refused(random_lm, tmp_path):
+    from workbench.model.checkpoint import read_meta
+
+    ctx = read_meta(random_lm)["model"].max_seq_len
+    text = write_jsonl(tmp_path / "text.jsonl", [{"text": "The River Vell. " * (ctx // 8)}])
+    assert evaluate_checkpoint(random_lm, text=str(text), text_window=ctx - 1)["text"]["tokens"] > ctx - 1
+    with pytest.raises(WorkbenchError, match=f"text_window {ctx} does not fit the model's context of {ctx}"):
+        evaluate_checkpoint(random_lm, text=str(text), text_window=ctx)
+
+
 # ---------------------------------------------------------------------- errors
 def test_nothing_to_evaluate_names_the_flags(random_lm):
     with pytest.raises(WorkbenchError, match="--prompts.*--text.*--pairs"):

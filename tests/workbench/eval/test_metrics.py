@@ -40,6 +40,15 @@ def test_gsm8k_final_answers():
     assert task_of({"answer": 12}) == {"type": "other", "answer": "12"}
 
 
+def test_true_reward_agrees_with_accuracy_on_gsm8k():
+    """"1,000" and "1000.0" are the GSM8K answer 1000 for accuracy, so for the true reward too."""
+    task = task_of({"answer": "He makes 10 * 100 = 1000.\n#### 1,000"})
+    for reply, correct in (("So he makes 1,000 dollars.", True), ("#### 1000.0", True), ("He makes 999.", False)):
+        r = Reply(reply, ended=True, im_start=False, length=5, task=task)
+        assert r.correct is correct and r.reward == (1.0 if correct else 0.0)
+        assert summarize([r])["true_reward"] == summarize([r])["accuracy"]
+
+
 def test_task_of_records():
     assert task_of({}) is None and task_of({"prompt_id": "x"}) is None  # LIMA / UltraFeedback rows
     assert task_of({"task": RIVER, "answer": "Vell"}) == RIVER

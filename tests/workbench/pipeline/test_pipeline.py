@@ -281,6 +281,20 @@ def test_only_names_a_stage_and_needs_finished_parents(env, tmp_path):
         _run(tmp_path / "root", only=["sft"])
 
 
+def test_an_out_that_is_a_file_is_refused(env, tmp_path):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for out in (afile, afile / "sub"):
+        res = CliRunner().invoke(app, ["pipeline", "--recipe", str(RECIPE), "--out", str(out)])
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+        assert f"--out {out}" in res.output
+    assert afile.read_text() == "keep me"
+
+
 def test_with_the_real_evaluator(chain, env, monkeypatch):
     """The report reads what workbench.eval really returns: SFT and the reward model evaluated for real."""
     from workbench.pipeline import runner
@@ -331,3 +345,47 @@ def test_changed_eval_settings_recompute_the_evals(chain):
     evaluate_rows(recipe, root)
     assert {Path(c["ckpt"]).parent.parent.name for c in fake.calls} == {*ROWS.values(), "rm"}
     assert json.loads((root / "eval" / "dpo.json").read_text())["settings"]["max_new_tokens"] == 9
+
+
+def test_a_changed_eval_file_recomputes_the_evals(chain, tmp_path):
+    """Regenerated data under the same path is measured again (the cache is older than the file)."""
+    import os
+    import shutil
+
+    from workbench.pipeline.recipe import load_recipe
+    from workbench.pipeline.runner import evaluate_rows
+
+    root, fake = chain["root"], chain["fake"]
+    recipe = load_recipe(str(RECIPE))
+    recipe.eval.prompts = str(shutil.copy(ROOT / recipe.eval.prompts, tmp_path / "prompts.jsonl"))
+    evaluate_rows(recipe, root)
+    fake.calls.clear()
+    evaluate_rows(recipe, root)
+    assert fake.calls == []  # all cached
+    later = (root / "eval" / "sft.json").stat().st_mtime_ns + 10**9
+    os.utime(recipe.eval.prompts, ns=(later, later))
+    evaluate_rows(recipe, root)
+    policies = {json.loads((root / "eval" / f"{n}.json").read_text())["checkpoint"] for n in ROWS.values()}
+    assert {c["ckpt"] for c in fake.calls} >= policies  # every policy row again; the RM reads no prompts
+
+
+def test_a_run_not_trained_by_the_pipeline_is_not_deleted(chain, tmp_path):
+    """A finished run under --out whose parent lies elsewhere (someone's own run) is refused, not retrained."""
+    from workbench.errors import WorkbenchError
+    from workbench.pipeline.recipe import load_recipe
+    from workbench.pipeline.runner import _decide
+
+    root = chain["root"]
+    recipe = load_recipe(str(RECIPE))
+    lineage = root / "dpo" / "lineage.json"
+    saved = lineage.read_text()
+    data = json.loads(saved)
+    data["parent"]["path"] = str(tmp_path / "elsewhere" / "checkpoints" / "step-000005")
+    lineage.write_text(json.dumps(data))
+    try:
+        with pytest.raises(WorkbenchError, match=r"dpo: a finished run that was not trained by this pipeline"):
+            _decide(recipe, recipe.stages["dpo"], root / "dpo", root, False)
+        assert (root / "dpo" / "checkpoints").is_dir()
+        assert _decide(recipe, recipe.stages["dpo"], root / "dpo", root, True)[0] == "retrain"  # --force still may
+    finally:
+        lineage.write_text(saved)
