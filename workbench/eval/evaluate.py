@@ -158,10 +158,10 @@ def _valid_stats(stats: dict) -> bool:
 def _check_tokenizer(path, tok, spec, flag) -> None:
     """--ref and --rm must read the same token ids as the evaluated model."""
     from workbench.model.checkpoint import load_checkpoint_tokenizer
-    from workbench.train.ppo import _same_tokenizer
+    from workbench.train.ppo import same_tokenizer
 
     other = load_checkpoint_tokenizer(path)
-    if not _same_tokenizer(other.describe(), tok.describe()):
+    if not same_tokenizer(other.describe(), tok.describe()):
         raise WorkbenchError(f"{flag} {spec}: its tokenizer ({other.name}) differs from the evaluated model's "
                              f"({tok.name}); compare models of one lineage")
 

@@ -31,7 +31,7 @@ from workbench.train.rlhf import AdaptiveKLController, FixedKLController, gae, k
 VALUE_DIR = "value"
 
 
-def _same_tokenizer(a: dict | None, b: dict | None) -> bool:
+def same_tokenizer(a: dict | None, b: dict | None) -> bool:
     """Do two checkpoints' tokenizer records denote the same ids? Names alone do not decide it: a
     trained tokenizer is copied into each checkpoint, so its path differs while its hash is the same."""
     a, b = a or {"name": "cl100k_base"}, b or {"name": "cl100k_base"}  # no record means cl100k_base
@@ -67,7 +67,7 @@ class PPOStage(Stage):
         self.model, self.tokenizer, _ = load_parent(cfg.init_from, "policy", dev, cfg)
         self.reference = frozen_copy(self.model)
         self.reward_model, rm_meta, self.rm_path = load_reward_model(cfg.reward_model, dev)
-        if not _same_tokenizer(rm_meta.get("tokenizer"), self.tokenizer.describe()):
+        if not same_tokenizer(rm_meta.get("tokenizer"), self.tokenizer.describe()):
             raise WorkbenchError(f"reward_model {cfg.reward_model}: its tokenizer "
                                  f"({(rm_meta.get('tokenizer') or {}).get('name', 'cl100k_base')}) differs from the "
                                  f"policy's ({self.tokenizer.name}); train the reward model from the same base model")
