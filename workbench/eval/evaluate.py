@@ -71,8 +71,10 @@ class Prompt:
 
 
 def evaluate_checkpoint(ckpt, *, prompts=None, pairs=None, text=None, ref=None, rm=None, max_new_tokens=64,
-                        samples_seed=0, device="auto", limit=None, progress=None, text_window=None) -> dict:
+                        samples_seed=0, device="auto", limit=None, progress=None, text_window=None,
+                        decodings=("greedy", "sampled")) -> dict:
     """One JSON-able dict of metrics for `ckpt` (a checkpoint or a run directory: its latest).
+    `decodings` answers the prompts greedily, sampled, or both (a caller that reads one saves the other).
 
     `progress(task, done, total)` is called as work completes (task: text, greedy, sampled, pairs)."""
     from workbench.train.checkpoint import checkpoint_kind, resolve_checkpoint
@@ -128,7 +130,7 @@ def evaluate_checkpoint(ckpt, *, prompts=None, pairs=None, text=None, ref=None, 
         result["answers"] = []
         if prompts:
             items = load_prompts(prompts, tok, limit, model.cfg.max_seq_len - max_new_tokens, max_new_tokens)
-            for name in ("greedy", "sampled"):
+            for name in [d for d in ("greedy", "sampled") if d in decodings]:
                 sampling = _sampling(name, max_new_tokens)
                 replies, kl, scores = decode(model, tok, items, sampling, samples_seed, reference, scorer,
                                              lambda done, total, name=name: report(name, done, total))

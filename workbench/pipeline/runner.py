@@ -315,7 +315,7 @@ def evaluate_rows(recipe: Recipe, root: Path, emit=lambda event: None, control=N
         elif not is_rm and (ev.prompts or ev.text):
             result = evaluate(ckpt, prompts=ev.prompts, text=ev.text, rm=settings["rm"], ref=settings["ref"], **common)
         if not is_rm:
-            result["heldout"] = {f: evaluate(ckpt, prompts=f, **common).get("greedy") for f in ev.heldout}
+            result["heldout"] = {f: evaluate(ckpt, prompts=f, decodings=("greedy",), **common).get("greedy") for f in ev.heldout}
         result.update(checkpoint=str(ckpt), stage=name, settings=settings,
                       eval_seconds=round(time.perf_counter() - t0, 3))
         atomic_write_text(path, json.dumps(result, indent=2) + "\n")
