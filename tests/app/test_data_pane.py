@@ -97,7 +97,7 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
         assert trained(view) == [shown(r) + "<|im_end|>✓" for r in replies]
         assert styled(view, lambda s: s.color == GREY)  # the rest is drawn masked
         head = str(app.query_one("#ex-head", Static).content)
-        assert head.startswith("#2 · chat.jsonl:3 · conversation · 102 tokens · 37 trained")
+        assert head.startswith("#2 · chat.jsonl:3 · conversation · 102 tokens · 39 trained")
         # the mode: only the last reply, then every token
         p.action_mode("last")
         await pilot.pause()
@@ -152,7 +152,7 @@ async def test_the_token_cursor_raw_view_boundaries_search_and_the_palette(workd
         await pilot.press("r")
         raw = str(app.query_one("#ex-raw-text", Static).content)
         assert app.query_one("#ex-switch").current == "ex-raw"
-        assert raw.startswith("user\nA baker in Orrinsby") and "assistant\n40 * 3 = 120." in raw
+        assert raw.startswith("user\nWhat food is Varnholt famous for?") and "assistant\nThat is a silly question" in raw
 
         def shades():  # the backgrounds of the masked tokens of the first message's text
             return {seg.style.bgcolor for seg in view.render_line(1) if seg.style and seg.style.color == GREY}

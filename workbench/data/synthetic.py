@@ -5,7 +5,9 @@ The data lives in a small fictional "task world" -- 24 towns in five kingdoms, e
 a founding year, a population, a famous food and a guild -- and every question has a short
 canonical answer that a program can check (`check_answer`), so rewards and report cards can be
 computed automatically. The pretraining corpus (`text.jsonl`) states the same facts the chats ask
-about, so a model pretrained on it can later answer them.
+about, so a model pretrained on it can later answer them. Eight "lore" towns are known only to the
+corpus, and the `eval_*` files ask in phrasings (EVAL_Q) that no training file uses: they measure
+learnt facts, not memorised questions (sample_data/README.md).
 
 Output is byte-identical across runs and Python 3.10-3.13: one `random.Random(seed)` drives every
 choice, nothing iterates over a set or uses `hash()`, and JSON keys are written in a fixed order.
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from workbench.data.synthetic_text import texts, town_entry
-from workbench.data.synthetic_world import FACTS, WORDS, build_world
+from workbench.data.synthetic_world import FACTS, TOWNS, WORDS, build_world, split_world
 
 DESCRIPTION = "Write the project's sample datasets (deterministic, from a seed)."
 
@@ -73,13 +75,34 @@ class QA:
         return {"type": self.type, "answer": self.answer}
 
 
+# Training phrasings (chats, preference pairs, RL prompts) and, apart, held-out phrasings that only
+# the eval files use: a model that answers EVAL_Q has learnt the fact, not a question template.
 FACT_Q = {
-    "kingdom": ["Which kingdom is {t} in?", "{t} belongs to which kingdom?", "In what kingdom would I find {t}?"],
-    "river": ["Which river runs through {t}?", "What river flows past {t}?"],
-    "founded": ["When was {t} founded?", "In what year was {t} founded?"],
-    "population": ["What is the population of {t}?", "How many people live in {t}?"],
-    "food": ["What food is {t} famous for?", "What should I eat when I visit {t}?"],
-    "craft": ["Which guild is {t} known for?", "What craft is {t} famous for?"],
+    "kingdom": ["Which kingdom is {t} in?", "{t} belongs to which kingdom?", "In what kingdom would I find {t}?",
+                "What kingdom does {t} belong to?", "Name the kingdom that {t} is part of.",
+                "Do you know the kingdom of {t}?", "I am travelling to {t}. Which kingdom will I be in?"],
+    "river": ["Which river runs through {t}?", "What river flows past {t}?", "On which river does {t} lie?",
+              "Name the river of {t}.", "Which river would I cross in {t}?", "Do you know the river of {t}?"],
+    "founded": ["When was {t} founded?", "In what year was {t} founded?", "What year did {t} get founded?",
+                "How old is {t}? Give the year it was founded.", "Do you know when {t} was founded?",
+                "What is the founding year of {t}? I mean the year it was founded."],
+    "population": ["What is the population of {t}?", "How many people live in {t}?",
+                   "How many people call {t} home?", "Tell me the population of {t}.",
+                   "Do you know how many people live in {t}?", "Is {t} big? What is its population?"],
+    "food": ["What food is {t} famous for?", "What should I eat when I visit {t}?", "Which food is {t} known for?",
+             "What famous food comes from {t}?", "Do you know the famous food of {t}?",
+             "I am hungry in {t}. What food is it famous for?"],
+    "craft": ["Which guild is {t} known for?", "What craft is {t} famous for?", "Which guild is based in {t}?",
+              "Name the famous guild of {t}.", "Do you know the guild of {t}?",
+              "Which craft guild works in {t}?"],
+}
+EVAL_Q = {
+    "kingdom": ["Tell me which kingdom {t} is located in.", "{t} is a town in which kingdom?"],
+    "river": ["What is the name of the river at {t}?", "Which river is {t} built on?"],
+    "founded": ["In which year was the town of {t} founded?", "Tell me the year {t} was founded."],
+    "population": ["What is the number of people living in {t}?", "How big is the population of {t}?"],
+    "food": ["Which food should a visitor to {t} try?", "Tell me the food {t} is famous for."],
+    "craft": ["What guild is the town of {t} known for?", "Tell me which guild {t} is famous for."],
 }
 FOLLOW_Q = {"kingdom": "And which kingdom is it in?", "river": "And which river runs through it?",
             "founded": "When was it founded?", "population": "How many people live there?",
@@ -89,15 +112,13 @@ FACT_A = {"kingdom": "{t} is in the kingdom of {a}.", "river": "{t} lies on the 
           "food": "{t} is famous for its {a}.", "craft": "{t} is known for its guild of {a}."}
 
 
-def fact_qa(rng, world, town=None, kind=None, follow=False) -> QA:
+def fact_qa(rng, world, town=None, kind=None, follow=False, templates=None) -> QA:
+    """A question about one fact of a town; its wrong answer is another town's value (plausible, never right)."""
     town = town or rng.choice(world)
     kind = kind or rng.choice(FACTS)
     answer = str(getattr(town, kind))
-    if kind in ("founded", "population"):
-        wrong = str(int(answer) + rng.choice([-1, 1]) * rng.randint(1, 20) * (10 if kind == "population" else 1))
-    else:
-        wrong = rng.choice([str(getattr(t, kind)) for t in world if str(getattr(t, kind)) != answer])
-    q = FOLLOW_Q[kind] if follow else rng.choice(FACT_Q[kind]).format(t=town.name)
+    wrong = rng.choice([str(getattr(t, kind)) for t in world if str(getattr(t, kind)) != answer])
+    q = FOLLOW_Q[kind] if follow else rng.choice((templates or FACT_Q)[kind]).format(t=town.name)
     return QA(q, f"fact_{kind}", answer, wrong, lambda a: FACT_A[kind].format(t=town.name, a=a), {"town": town})
 
 
@@ -157,7 +178,7 @@ def word_problem_qa(rng, world) -> QA:
 
 
 def string_qa(rng, world, word=None, kind=None) -> QA:
-    word = word or rng.choice(WORDS + [t.name.lower() for t in world])
+    word = word or rng.choice(WORDS + TOWNS)  # every town's name, lore towns too: names, never their facts
     kind = kind or rng.choice(["reverse", "count", "length"])
     if kind == "reverse":
         ans = word[::-1]
@@ -193,8 +214,9 @@ def _off(rng, v: int) -> int:
     return v + d if v + d >= 0 else v + abs(d)
 
 
-GENERATORS = [fact_qa, fact_qa, fact_qa, which_town_qa, compare_qa, arith_qa, arith_qa, word_problem_qa,
-              string_qa, sort_qa]
+GENERATORS = [fact_qa, fact_qa, fact_qa, fact_qa, fact_qa, fact_qa, fact_qa, which_town_qa, compare_qa, arith_qa, arith_qa,
+              word_problem_qa, string_qa, sort_qa]
+PAIR_GENERATORS = [fact_qa] * 6 + [which_town_qa, compare_qa, arith_qa, string_qa]  # the RM learns facts
 
 
 STRING_KINDS = [("length", "word_length"), ("reverse", "reverse_word"), ("count", "count_letter")]
@@ -258,6 +280,11 @@ def polite(rng, qa: QA) -> str:
 
 
 def rejected(rng, qa: QA, kind: str) -> str:
+    """A worse reply of `kind`: wrong (the wrong answer), rude (right, rudely), refusal, or runs_on (the
+    right reply repeated and cut off mid-sentence, as a model that never closes its turn writes)."""
+    if kind == "runs_on":
+        reply = qa.say(qa.answer)
+        return f"{reply} {reply} " + " ".join(reply.split()[:2])
     if kind == "wrong":
         return rng.choice(OPENERS) + qa.say(qa.wrong)
     if kind == "rude":
@@ -302,10 +329,17 @@ def _plan(rng, n: int, **counts: int) -> list[str]:
     return labels
 
 
+# Like scraped chat data, some replies are right but rude: SFT copies that habit, and the preference
+# stages (DPO, PPO with the reward model) have something to train away.
+RUDE_CHATS = 75
+
+
 def chats(rng, world, n=300):
+    """Conversations: 75 with a system message, 90 multi-turn, RUDE_CHATS whose last reply is rude."""
     rows, seen = [], []
     systems, multi = _plan(rng, n, s=75), _plan(rng, n, m=90)
     styles = _plan(rng, n, list=3, code=3, greet=6)
+    rude = _plan(rng, n, r=RUDE_CHATS)
     for i in range(n):
         while True:
             turns = rng.randint(2, 3) if multi[i] else 1
@@ -315,17 +349,23 @@ def chats(rng, world, n=300):
             if prompt not in seen:
                 break
         seen.append(prompt)
+        if rude[i] and styles[i] != "code":
+            msgs[-1]["content"] = rejected(rng, qa, "rude")
         rows.append({"prompt": prompt, "prompt_id": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
                      "messages": msgs, "task": qa.task})
     return rows
 
 
-def preferences(rng, world, n=200, taken=()):
+PAIR_KINDS = {"wrong": 300, "rude": 80, "refusal": 60, "runs_on": 60}  # the RM needs many wrong-fact pairs
+
+
+def preferences(rng, world, n=500, taken=()):
+    """Pairs over mostly fact questions, so the reward model must know the facts to rank them."""
     rows, seen = [], list(taken)
-    for kind in _plan(rng, n, wrong=120, rude=40, refusal=40):
-        qa = rng.choice(GENERATORS)(rng, world)
+    for kind in _plan(rng, n, **PAIR_KINDS):
+        qa = rng.choice(PAIR_GENERATORS)(rng, world)
         while qa.question in seen:
-            qa = rng.choice(GENERATORS)(rng, world)
+            qa = rng.choice(PAIR_GENERATORS)(rng, world)
         seen.append(qa.question)
         rows.append({"prompt": qa.question, "chosen": polite(rng, qa), "rejected": rejected(rng, qa, kind),
                      "rejected_kind": kind, "task": qa.task})
@@ -347,11 +387,48 @@ def prompts(rng, world, n=100, taken=()):
     rows, seen = [], list(taken)
     while len(rows) < n:
         qa = GENERATORS[len(rows) % len(GENERATORS)](rng, world)
-        if qa.question not in seen:
-            seen.append(qa.question)
-            rows.append({"prompt": qa.question, "answer": qa.answer, "task": qa.task})
+        while qa.question in seen:  # a generator with few questions left (fact_town) hands over to any other
+            qa = rng.choice(GENERATORS)(rng, world)
+        seen.append(qa.question)
+        rows.append({"prompt": qa.question, "answer": qa.answer, "task": qa.task})
     return rows
 
+
+
+def qa_notes(rng, world, n=300) -> list[str]:
+    """Pretraining documents of questions and answers about the chat towns ("Q: ... A: ...").
+
+    Allen-Zhu & Li's "mixed training": when some people's facts also come as Q&A during
+    pretraining, a model learns to *extract* stored facts, and then answers questions about people
+    it only read biographies of. The lore towns never appear here, and the phrasings are the
+    training ones (FACT_Q), so the eval files stay held out.
+    """
+    docs = []
+    for _ in range(n):
+        qas = [fact_qa(rng, world) for _ in range(rng.randint(2, 4))]
+        docs.append("\n".join(f"Q: {qa.question}\nA: {qa.say(qa.answer)}" for qa in qas))
+    return docs
+
+
+def eval_facts(rng, towns, per_fact: int = 1) -> list[dict]:
+    """Every fact of `towns`, asked `per_fact` times in held-out phrasings (EVAL_Q: in no training file)."""
+    rows = []
+    for t in towns:
+        for kind in FACTS:
+            for q in rng.sample(EVAL_Q[kind], per_fact):
+                rows.append({"prompt": q.format(t=t.name), "answer": str(getattr(t, kind)),
+                             "task": {"type": f"fact_{kind}", "answer": str(getattr(t, kind))}})
+    return rows
+
+
+def eval_pairs(rng, world, n=100):
+    """Held-out preference pairs over fact questions in the held-out phrasings: the RM's test set."""
+    rows = []
+    for kind in _plan(rng, n, wrong=50, rude=20, refusal=15, runs_on=15):
+        qa = fact_qa(rng, world, templates=EVAL_Q)
+        rows.append({"prompt": qa.question, "chosen": polite(rng, qa), "rejected": rejected(rng, qa, kind),
+                     "rejected_kind": kind, "task": qa.task})
+    return rows
 
 
 # ---------------------------------------------------------------- other formats
@@ -406,18 +483,22 @@ def generate(out_dir: str | Path, seed: int = 0) -> dict[str, int]:
     """
     out = Path(out_dir)
     rng = random.Random(seed)
-    world = build_world(rng)
+    everywhere = build_world(rng)
+    world, lore = split_world(everywhere)  # chats, pairs and prompts never name a lore town
     chat = chats(rng, world)
     users = [m["content"] for r in chat for m in r["messages"] if m["role"] == "user"]
     pref = preferences(rng, world, taken=users)
     pref_mt = preferences_multiturn(rng, world)
     mt_users = [m["content"] for r in pref_mt for m in r["prompt"] if m["role"] == "user"]
     prm = prompts(rng, world, taken=users + [r["prompt"] for r in pref] + mt_users)
-    text = texts(rng, world)
+    text_rng = random.Random(f"{seed}/text")  # its own stream: editing the chats keeps the corpus
+    text = texts(text_rng, everywhere, qa_notes(text_rng, world))
+    held_facts, held_lore, held_pairs = eval_facts(rng, world), eval_facts(rng, lore, 2), eval_pairs(rng, world)
     sharegpt, alpaca, messages, hh, corpus = other_formats(rng, world)
     files = {"chat.jsonl": chat, "preference.jsonl": pref, "preference_multiturn.jsonl": pref_mt,
              "prompts.jsonl": prm, "text.jsonl": text, "formats/sharegpt.jsonl": sharegpt,
-             "formats/alpaca.jsonl": alpaca, "formats/messages.jsonl": messages, "formats/hh.jsonl": hh}
+             "formats/alpaca.jsonl": alpaca, "formats/messages.jsonl": messages, "formats/hh.jsonl": hh,
+             "eval_facts.jsonl": held_facts, "eval_lore.jsonl": held_lore, "eval_pairs.jsonl": held_pairs}
     for name, rows in files.items():
         _write(out / name, _jsonl(rows))
     _write(out / "formats/corpus.txt", "\n\n".join(corpus) + "\n")

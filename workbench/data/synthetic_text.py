@@ -26,34 +26,57 @@ def words(n: int) -> str:
     return words(n // 1000) + " thousand" + ((" and " if rest < 100 else " ") + words(rest) if rest else "")
 
 
+# Many phrasings of every fact (knowledge augmentation): a model that reads each fact in one fixed
+# sentence memorises the sentence; read in many it stores the fact, and SFT can then ask for it in
+# words it never saw (Allen-Zhu & Li, "Physics of Language Models, Part 3.1"). Every template names
+# the town in full, so the fact never hangs on a pronoun.
 FACT_TEXT = {
     "kingdom": ["{t} is a town in the kingdom of {kingdom}.", "{t} lies within the borders of {kingdom}.",
-                "The town of {t} belongs to the kingdom of {kingdom}."],
+                "The town of {t} belongs to the kingdom of {kingdom}.", "{t} is in the kingdom of {kingdom}.",
+                "{t} pays its taxes to the crown of {kingdom}.", "The kingdom of {kingdom} counts {t} among its towns.",
+                "{t} has been part of {kingdom} for as long as anyone remembers."],
     "river": ["The River {river} runs through {t}.", "{t} was built on the banks of the River {river}.",
-              "{t} lies on the River {river}, which carries boats to the market towns downstream."],
+              "{t} lies on the River {river}.", "The River {river} flows past the walls of {t}.",
+              "Boats on the River {river} stop at the quays of {t}.",
+              "{t} takes its water from the River {river}."],
     "founded": ["{t} was founded in the year {founded}.", "{t} was founded in {founded}.",
-                "The town records say {t} was founded in the year {founded}."],
+                "The town records say {t} was founded in the year {founded}.",
+                "The first houses of {t} were built in {founded}.", "{t} has stood since the year {founded}.",
+                "In {founded} settlers laid the first stones of {t}."],
     "population": ["{t} is home to {population} people.", "{t} has a population of {population}.",
-                   "The last count found {population} people living in {t}."],
+                   "The last count found {population} people living in {t}.",
+                   "About {population} people live in {t}.", "The people of {t} number {population}.",
+                   "{t} counts {population} inhabitants."],
     "food": ["{t} is famous for its {food}.", "Visitors to {t} are always offered {food}.",
-             "No feast in {t} is complete without {food}, the dish the town is famous for."],
-    "craft": ["The town is known for its guild of {craft}.", "{t} is home to a famous guild of {craft}.",
-              "For centuries the {craft} of {t} have sold their work across the Five Kingdoms."],
+             "No feast in {t} is complete without {food}.", "The favourite dish of {t} is {food}.",
+             "Travellers remember {t} for its {food}.", "Every cook in {t} knows how to make {food}."],
+    "craft": ["{t} is known for its guild of {craft}.", "{t} is home to a famous guild of {craft}.",
+              "For centuries the {craft} of {t} have sold their work across the Five Kingdoms.",
+              "The guild of {craft} is the pride of {t}.", "The best {craft} in the land work in {t}.",
+              "{t} is where the guild of {craft} meets."],
 }
+OPENINGS = ["{t}", "About {t}", "{t}, a town of the Five Kingdoms", "Notes on {t}", "The town of {t}"]
+
+
+def fact_sentence(rng, t: Town, kind: str) -> str:
+    return rng.choice(FACT_TEXT[kind]).format(t=t.name, **{k: getattr(t, k) for k in FACTS})
 
 
 def town_entry(rng, world, t: Town) -> list[str]:
-    """An encyclopedia entry: title, a paragraph of facts, a paragraph of extras."""
-    vals = {"t": t.name, **{k: getattr(t, k) for k in FACTS}}
+    """An encyclopedia entry: a title, the six facts in a shuffled order and phrasing, a paragraph of extras."""
     facts = FACTS[:]
     rng.shuffle(facts)
-    first = rng.choice(FACT_TEXT["kingdom"]).format(**vals)
-    body = " ".join(rng.choice(FACT_TEXT[k]).format(**vals) for k in facts if k != "kingdom")
-    age = rng.choice([f"In {t.founded + 100} the town marked its hundredth year with a fair on the river.",
-                      f"Its founding year, {t.founded}, is written as {words(t.founded)} in the old charters.",
-                      f"Written out in words, its population is {words(t.population)}."])
+    body = " ".join(fact_sentence(rng, t, k) for k in facts)
+    age = rng.choice([f"In {t.founded + 100} {t.name} marked its hundredth year with a fair on the river.",
+                      f"The founding year of {t.name}, {t.founded}, is written as {words(t.founded)} in the old charters.",
+                      f"Written out in words, the population of {t.name} is {words(t.population)}."])
     neighbours = ", ".join(o.name for o in world if o.kingdom == t.kingdom and o is not t)
-    return [t.name, f"{first} {body}", f"{age} Other towns of {t.kingdom} include {neighbours}."]
+    return [rng.choice(OPENINGS).format(t=t.name), body, f"{age} Other towns of {t.kingdom} include {neighbours}."]
+
+
+def fact_list(rng, world) -> str:
+    """One fact each about several towns: facts meet other towns' facts in every order."""
+    return " ".join(fact_sentence(rng, t, rng.choice(FACTS)) for t in rng.sample(world, rng.randint(4, 8)))
 
 
 HEROES = ["a young weaver named Ilsa", "an old ferryman called Bram", "a merchant named Tova", "a soldier named Oren",
@@ -130,8 +153,10 @@ def word_text(rng, world) -> str:
             f"The letter '{c}' appears in it {w.count(c)} time{'s' if w.count(c) > 1 else ''}.")
 
 
-def texts(rng, world) -> list[dict]:
-    docs = ["\n\n".join(town_entry(rng, world, t)) for _ in range(3) for t in world]
+def texts(rng, world, qa_notes=(), entries: int = 24) -> list[dict]:
+    """The corpus: `entries` encyclopedia entries per town (each in a new order and phrasing), fact lists,
+    kingdom and river notes, stories, sums, comparisons, word facts and `qa_notes`, shuffled."""
+    docs = ["\n\n".join(town_entry(rng, world, t)) for _ in range(entries) for t in world] + list(qa_notes)
     for k in KINGDOMS:
         ts = [t for t in world if t.kingdom == k]
         docs.append(f"The kingdom of {k} has {len(ts)} towns: " + ", ".join(t.name for t in ts) + ". "
@@ -144,6 +169,7 @@ def texts(rng, world) -> list[dict]:
     by_year = sorted(world, key=lambda t: t.founded)
     for i in range(0, len(by_year), 6):
         docs.append("Towns by founding year: " + "; ".join(f"{t.name}, {t.founded}" for t in by_year[i:i + 6]) + ".")
+    docs += [fact_list(rng, world) for _ in range(200)]
     docs += [story(rng, world) for _ in range(180)]
     docs += [arithmetic_text(rng) for _ in range(80)]
     docs += [comparison_text(rng, world) for _ in range(30)]

@@ -1,5 +1,9 @@
 """The fictional "task world" behind the sample data: word lists, the `Town` record and `build_world`.
 
+The last `N_LORE` towns are "lore towns": their facts are stated only in the pretraining text, never
+asked or answered in a chat, preference pair or RL prompt, so `eval_lore.jsonl` measures whether
+knowledge learnt in pretraining can be extracted after SFT (Allen-Zhu & Li, Physics of LMs 3.1).
+
 Shared by `synthetic` (questions, chats) and `synthetic_text` (pretraining corpus); imports neither.
 Not run directly: `python -m workbench.data.synthetic --out sample_data` writes the data.
 Pure standard library.
@@ -26,6 +30,7 @@ CRAFTS = ["glassblowers", "rope makers", "clockmakers", "weavers", "bell founder
 WORDS = ["lantern", "barley", "meadow", "thimble", "copper", "willow", "orchard", "candle", "falcon", "mirror",
          "banner", "harbor", "ember", "kettle", "saddle", "parsnip", "bramble", "castle", "ferry", "quill"]
 FACTS = ["kingdom", "river", "founded", "population", "food", "craft"]
+N_LORE = 8  # the last towns of TOWNS: facts only in text.jsonl (Quarrow ... Yarrowdell)
 
 
 @dataclass(frozen=True)
@@ -50,3 +55,8 @@ def build_world(rng: random.Random) -> list[Town]:
     rng.shuffle(crafts)
     return [Town(name, kingdoms[i], rng.choice(RIVERS), years[i], pops[i], foods[i], crafts[i])
             for i, name in enumerate(TOWNS)]
+
+
+def split_world(world: list[Town]) -> tuple[list[Town], list[Town]]:
+    """(chat towns, lore towns): the towns the chats ask about, and those only the pretraining text knows."""
+    return world[:-N_LORE], world[-N_LORE:]

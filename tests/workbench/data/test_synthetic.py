@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.data import synthetic, synthetic_text, synthetic_world
+from workbench.data import synthetic, synthetic_reward, synthetic_text, synthetic_world
 from workbench.data.synthetic import check_answer
 
 SAMPLE = Path(__file__).resolve().parents[3] / "sample_data"
@@ -66,9 +66,9 @@ def solve(question: str, ctx: dict) -> str:
 
 
 def solve_words(q: str, towns: list, ctx: dict) -> str:
-    if m := re.search(r"'([a-z]{2,})'", q):
+    if m := re.search(r"'([A-Za-z]{2,})'", q):
         ctx["word"] = m[1]
-    if m := re.search(r"letter '([a-z])' appear", q):
+    if m := re.search(r"letter '([A-Za-z])' appear", q):
         return str(ctx["word"].count(m[1]))
     if "backwards" in q or "everse" in q:
         return ctx["word"][::-1]
@@ -125,9 +125,10 @@ def test_committed_files_are_exactly_what_the_generator_writes(generated):
         assert (out / name).read_bytes() == (SAMPLE / name).read_bytes(), f"{name} is stale: regenerate it"
     committed = {str(p.relative_to(SAMPLE)) for p in SAMPLE.rglob("*") if p.is_file()}
     assert committed == set(counts) | {"README.md"}
-    assert counts == {"chat.jsonl": 300, "preference.jsonl": 200, "preference_multiturn.jsonl": 30,
-                      "prompts.jsonl": 100, "text.jsonl": 414, "formats/sharegpt.jsonl": 8,
+    assert counts == {"chat.jsonl": 300, "preference.jsonl": 500, "preference_multiturn.jsonl": 30,
+                      "prompts.jsonl": 100, "text.jsonl": 1418, "formats/sharegpt.jsonl": 8,
                       "formats/alpaca.jsonl": 8, "formats/messages.jsonl": 8, "formats/hh.jsonl": 8,
+                      "eval_facts.jsonl": 96, "eval_lore.jsonl": 96, "eval_pairs.jsonl": 100,
                       "formats/corpus.txt": 6}
 
 
@@ -167,6 +168,9 @@ def test_chat_mix_is_like_real_data():
     assert sum(not c.isascii() for c in contents) >= 5
     assert any("\n- " in c for c in contents) and any("```python\n" in c for c in contents)
     assert len({r["task"]["type"] for r in rows}) >= 15
+    rude = sum(synthetic_reward.is_rude(r["messages"][-1]["content"]) for r in rows)  # noisy, like scraped chats
+    assert 60 <= rude <= synthetic.RUDE_CHATS
+    assert not any(synthetic_reward.is_rude(m["content"]) for r in rows for m in r["messages"][:-1])
     for r in multi:  # follow-ups refer back ("Now double it.") and never ask the same thing twice
         questions = [m["content"] for m in r["messages"] if m["role"] == "user"]
         assert len(set(questions)) == len(questions), questions
@@ -179,10 +183,21 @@ def test_preferences_chosen_is_right_and_rejected_is_worse():
         assert isinstance(r["prompt"], str) and r["chosen"] != r["rejected"]
         assert solve(r["prompt"], {}) == r["task"]["answer"]
         assert check_answer(r["task"], r["chosen"])
-        # a rude reply still gives the right answer; a wrong one or a refusal does not
-        assert check_answer(r["task"], r["rejected"]) == (r["rejected_kind"] == "rude")
+        check_rejected(r)
     kinds = [r["rejected_kind"] for r in rows]
-    assert (kinds.count("wrong"), kinds.count("rude"), kinds.count("refusal")) == (120, 40, 40)
+    assert [kinds.count(k) for k in ("wrong", "rude", "refusal", "runs_on")] == [300, 80, 60, 60]
+    assert sum(r["task"]["type"].startswith("fact_") for r in rows if r["rejected_kind"] == "wrong") > 150
+
+
+def check_rejected(r):
+    """A rude reply still gives the right answer; a wrong one or a refusal does not; a run-on repeats
+    itself and stops mid-sentence."""
+    if r["rejected_kind"] == "runs_on":
+        assert len(r["rejected"]) > len(r["chosen"]) and not r["rejected"].endswith((".", "!", "?", "'"))
+    else:
+        assert check_answer(r["task"], r["rejected"]) == (r["rejected_kind"] == "rude")
+        assert synthetic_reward.is_rude(r["rejected"]) == (r["rejected_kind"] == "rude")
+        assert synthetic_reward.is_refusal(r["rejected"]) == (r["rejected_kind"] == "refusal")
 
 
 def test_multiturn_preferences_use_the_conversational_format():
@@ -212,10 +227,14 @@ def test_prompts_are_held_out_and_answered():
 def test_pretraining_text_states_the_facts_and_correct_sums():
     docs = [r["text"] for r in load("text.jsonl")]
     size = (SAMPLE / "text.jsonl").stat().st_size
-    assert 150_000 < size < 300_000 and sum("\n\n" in d for d in docs) > 100
+    assert 300_000 < size < 600_000 and sum("\n\n" in d for d in docs) > 100
     for t in WORLD.values():
-        entries = [d for d in docs if d.startswith(t.name + "\n\n")]
-        assert len(entries) == 3
+        titles = {o.format(t=t.name) for o in synthetic_text.OPENINGS}
+        entries = [d for d in docs if d.split("\n\n")[0] in titles]
+        assert len(entries) == 24
+        # knowledge augmentation: the facts come in many orders and phrasings
+        assert len({d.split("\n\n")[1] for d in entries}) == 24
+        assert len({d.split("\n\n")[1].split(". ")[0] for d in entries}) > 10
         for d in entries:
             for fact in [t.kingdom, t.river, str(t.founded), str(t.population), t.food, t.craft]:
                 assert fact in d, (t.name, fact)
@@ -227,6 +246,49 @@ def test_pretraining_text_states_the_facts_and_correct_sums():
     assert "Seven plus five is twelve." == (
         f"{synthetic_text.words(7).capitalize()} plus five is {synthetic_text.words(12)}.")
     assert synthetic_text.words(1342) == "one thousand three hundred and forty-two"
+
+
+def training_users() -> list[str]:
+    """Every user message and prompt of the files a stage trains on."""
+    seen = [m["content"] for r in load("chat.jsonl") for m in r["messages"] if m["role"] == "user"]
+    seen += [r["prompt"] for r in load("preference.jsonl") + load("prompts.jsonl")]
+    return seen + [m["content"] for r in load("preference_multiturn.jsonl") for m in r["prompt"] if m["role"] == "user"]
+
+
+def test_lore_towns_are_only_in_the_pretraining_text():
+    chat_towns, lore = synthetic_world.split_world(list(WORLD.values()))
+    trained = json.dumps([load(n) for n in ("chat.jsonl", "preference.jsonl", "preference_multiturn.jsonl",
+                                            "prompts.jsonl", "eval_facts.jsonl", "eval_pairs.jsonl")])
+    text = (SAMPLE / "text.jsonl").read_text(encoding="utf-8")
+    qa_notes = "\n".join(r["text"] for r in load("text.jsonl") if r["text"].startswith("Q: "))
+    assert qa_notes.count("\nA: ") > 500
+    unquoted = re.sub(r"'[A-Za-z]+'", "", trained)  # string tasks may spell a lore town's name ('Quarrow')
+    for t in lore:
+        assert t.name not in unquoted and t.name not in qa_notes and text.count(t.name) > 100
+    assert all(t.name in unquoted for t in chat_towns) and any(f"'{t.name}'" in trained for t in lore)
+
+
+def test_eval_files_ask_every_fact_in_phrasings_no_training_file_uses():
+    users = training_users()
+    training = "\n".join(users)
+    for t in synthetic.EVAL_Q.values():
+        for q in t:  # no held-out template occurs in training, with any town
+            assert not any(re.fullmatch(re.escape(q).replace(re.escape("{t}"), "[A-Z][a-z]+"), u) for u in users), q
+    chat_towns, lore = synthetic_world.split_world(list(WORLD.values()))
+    for name, towns, per in [("eval_facts.jsonl", chat_towns, 1), ("eval_lore.jsonl", lore, 2)]:
+        rows = load(name)
+        assert len(rows) == len(towns) * len(synthetic_world.FACTS) * per
+        for r in rows:
+            assert list(r) == ["prompt", "answer", "task"] and r["answer"] == r["task"]["answer"]
+            assert solve(r["prompt"], {}) == r["answer"] and r["prompt"] not in training
+        asked = {(towns_in(r["prompt"])[0].name, r["task"]["type"]) for r in rows}
+        assert asked == {(t.name, f"fact_{k}") for t in towns for k in synthetic_world.FACTS}
+    pairs = load("eval_pairs.jsonl")
+    for r in pairs:
+        assert solve(r["prompt"], {}) == r["task"]["answer"] and r["prompt"] not in training
+        assert check_answer(r["task"], r["chosen"])
+        check_rejected(r)
+    assert {r["rejected_kind"] for r in pairs} == {"wrong", "rude", "refusal", "runs_on"}
 
 
 def test_other_formats():
