@@ -23,7 +23,7 @@ CHINCHILLA = 20  # tokens per parameter at the compute-optimal point (Hoffmann e
 # (key in report rows, column header, format): rates as percentages, the rest as numbers.
 COLUMNS = (("compliance", "compliance", "pct"), ("eos_rate", "EOS", "pct"), ("accuracy", "accuracy", "pct"),
            ("true_reward", "true reward", "num"), ("rm_score", "RM score", "num"), ("kl_ref", "KL", "num"),
-           ("length", "length", "num"), ("rude_rate", "rude", "pct"), ("refusal_rate", "refusal", "pct"))
+           ("length", "length", "tokens"), ("rude_rate", "rude", "pct"), ("refusal_rate", "refusal", "pct"))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -141,6 +141,8 @@ def fmt(value, kind: str = "num") -> str:
         return "–"
     if kind == "pct":
         return f"{100 * value:.0f}%"
+    if kind == "tokens":  # a mean length in tokens
+        return f"{value:.1f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"

@@ -265,7 +265,7 @@ def test_same_ids_and_labels_as_inspect_json(tok, name):
 def test_rows_follow_the_encoding(tok):
     br = open_browser(str(SAMPLE / "chat.jsonl"))
     plain = br.rows([0, 1])
-    assert plain[0].tokens is None and plain[0].first_line.startswith("A baker in Orrinsby")
+    assert plain[0].tokens is None and plain[0].first_line.startswith("What food is Varnholt")
     all_, last, every = (br.rows([2], Encoding(tok, m))[0] for m in ("all", "last", "every"))
     assert all_.tokens == last.tokens == every.tokens == 102
     assert every.trained == 102 > all_.trained > last.trained > 0
@@ -274,7 +274,7 @@ def test_rows_follow_the_encoding(tok):
     # cheap rows: what is cached, and the first line only for the rest
     enc = Encoding(tok, "last")
     cheap = br.rows([2, 3], enc, tokenize=False)
-    assert (cheap[0].tokens, cheap[1].tokens) == (102, None) and cheap[1].first_line.startswith("A stall")
+    assert (cheap[0].tokens, cheap[1].tokens) == (102, None) and cheap[1].first_line.startswith("Which is older, Nettlefold")
     assert br.rows_tokenized == 4  # rows 2 in three modes (once cut), no more
 
 
