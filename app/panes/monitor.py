@@ -258,7 +258,7 @@ class MonitorPane(Vertical):
             return
         run.bad += message.bad
         if run.history.add(message.records) or message.bad:
-            self._changed(structure=True)
+            self._changed()
 
     def _on_header(self, run: Run, message: HeaderRead) -> None:
         stage_changed = run.header is None or run.header.stage != message.header.stage
@@ -267,16 +267,18 @@ class MonitorPane(Vertical):
             run.log = message.log
         if stage_changed:
             self._rebuild_charts()
-        self._refresh_text()
+            self._refresh_text()
+        else:  # the figures of a live run: on the redraw tick, paced like the charts (every poll brings one)
+            self._text_dirty = True
 
     def _changed(self, structure: bool = False) -> None:
         self._dirty = True
         self._revision += 1
+        self._rebuild_charts()  # a new metric can add a panel (e.g. MoE balance); nothing when none did
         if structure:
-            self._rebuild_charts()  # a new stage or metric can add panels (e.g. MoE balance)
             self._refresh_text()
         else:
-            self._text_dirty = True  # new points: the header follows on the redraw tick, once a second
+            self._text_dirty = True  # new points: the header follows on the redraw tick, paced while training here
 
     # ------------------------------------------------------------------ charts
     def _stages(self) -> list[str]:
