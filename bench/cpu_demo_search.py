@@ -36,7 +36,7 @@ def sh(cmd: list[str], log: Path) -> float:
 def greedy_scores(ckpt: str, files: dict[str, Path], max_new_tokens: int = 48) -> dict:
     import torch
 
-    from workbench.data.synthetic import check_answer
+    from workbench.data.synthetic_tasks import check_answer
     from workbench.data.synthetic_reward import is_rude, true_reward
     from workbench.model.checkpoint import load_checkpoint, load_checkpoint_tokenizer
     from workbench.model.generate import SamplingConfig, encode_prompt, generate

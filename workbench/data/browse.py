@@ -48,7 +48,7 @@ CHUNK = 1 << 23  # bytes per later indexing / search step
 UNREADABLE = ("malformed JSON", "not a JSON object", "invalid UTF-8", "invalid Unicode")  # loading's "unreadable"
 _BOM = b"\xef\xbb\xbf"
 _SPACE = frozenset(b" \t\r\n\x0b\x0c")  # what bytes.strip() strips
-_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")  # a \udXXX escape: maybe a lone surrogate
+_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")  # a \udXXX escape: a surrogate, possibly unpaired (checked on decode)
 _JSON_ESCAPED = re.compile(r'["\\/\x00-\x1f\x7f-\U0010ffff]')  # characters JSON may write escaped
 
 

@@ -6,7 +6,7 @@
 
 The scale (deterministic, a sum of three terms):
 
-    correctness   +1.0  the reply gives the task's answer (`synthetic.check_answer`), 0 when it does not;
+    correctness   +1.0  the reply gives the task's answer (`synthetic_tasks.check_answer`), 0 when it does not;
                         a task without an answer (or `task=None`) contributes 0 either way
     manners       -0.5  the reply is rude (`is_rude`), and -0.5 when it refuses (`is_refusal`)
     ending        -0.5  the reply does not end its turn (`ended=False`: no <|im_end|> within the
@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import re
 
-from workbench.data.synthetic import REFUSALS, RUDE, check_answer
+from workbench.data.synthetic import REFUSALS, RUDE
+from workbench.data.synthetic_tasks import check_answer
 
 CORRECT, RUDE_PENALTY, REFUSAL_PENALTY, RUN_ON_PENALTY = 1.0, 0.5, 0.5, 0.5
 

@@ -82,17 +82,21 @@ def preset_standing(name: str, tokenizer: str | None = None, tokens: float | Non
     return {"preset": name, **out, "active_params": stats["active_params"]}
 
 
+def _trainer_tokens(path: Path) -> tuple[int, int] | None:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return int(info["tokens_total"]), int(info["step"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def tokens_seen(ckpt: Path) -> tuple[int | None, int | None]:
     """(tokens, step) a trainer checkpoint records, else what its run's metrics.jsonl adds up to."""
     from workbench.train.checkpoint import TRAINER
 
-    trainer = ckpt / TRAINER
-    if trainer.is_file():
-        try:
-            info = json.loads(trainer.read_text(encoding="utf-8"))
-            return int(info["tokens_total"]), int(info["step"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            pass  # an older or damaged trainer.json: fall back to the metrics
+    recorded = _trainer_tokens(ckpt / TRAINER)  # None: no, an older or a damaged trainer.json
+    if recorded is not None:
+        return recorded
     metrics = ckpt.parent.parent / "metrics.jsonl" if ckpt.parent.name == "checkpoints" else None
     if metrics is None or not metrics.is_file():
         return None, None

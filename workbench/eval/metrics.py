@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from workbench.data.synthetic import check_answer
+from workbench.data.synthetic_tasks import check_answer
 from workbench.data.synthetic_reward import CORRECT, is_refusal, is_rude, true_reward
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from workbench.data import synthetic, synthetic_reward, synthetic_text, synthetic_world
-from workbench.data.synthetic import check_answer
+from workbench.data.synthetic_tasks import check_answer
 
 SAMPLE = Path(__file__).resolve().parents[3] / "sample_data"
 WORLD = {t.name: t for t in synthetic_world.build_world(random.Random(0))}  # generate() draws the world first
