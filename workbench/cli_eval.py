@@ -100,6 +100,7 @@ def eval_command(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu, cuda, cuda:1, ..."),
     text_window: Optional[int] = typer.Option(None, "--text-window", help="Tokens per window for --text (default min(256, the model's context - 1))."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default 1 on a CPU: small decode steps are faster on one)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) bad records of the data files instead of stopping at the first."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per checkpoint per line on stdout."),
 ):
     """Evaluate checkpoints: compliance, accuracy, true reward, KL, RM score; loss/ppl; RM pairwise accuracy."""
@@ -124,7 +125,11 @@ def eval_command(
             for ckpt in checkpoints:
                 r = evaluate_checkpoint(ckpt, prompts=prompts, pairs=pairs, text=text, ref=ref, rm=rm,
                                         max_new_tokens=max_new_tokens, samples_seed=seed, device=device,
-                                        limit=limit, progress=report(ckpt), text_window=text_window)
+                                        limit=limit, progress=report(ckpt), text_window=text_window,
+                                        skip_bad=skip_bad)
+                for spec, note in r.get("skipped", {}).items():
+                    err.print(f"[yellow]{spec}: skipped {note['skipped']} bad records; first: "
+                              f"{'; '.join(note['first'])}[/]", highlight=False)
                 if as_json:
                     print(json.dumps(r, ensure_ascii=False), flush=True)
                 results.append(r)

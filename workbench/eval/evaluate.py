@@ -24,7 +24,8 @@ What is measured (rates are fractions in [0, 1]; see workbench/eval/metrics.py f
 - pairs: the accuracy of a reward model (`ckpt` itself when it is one, else `rm`) at scoring chosen
   above rejected, overall and by the records' `rejected_kind`, and the mean margin.
 
-`limit` keeps the first N records of each file. Bad files raise WorkbenchError naming file and line.
+`limit` keeps the first N records of each file. Bad files and records raise WorkbenchError naming file
+and line; with `skip_bad` bad records are skipped instead, and `result["skipped"]` says how many, per file.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Prompt:
 
 def evaluate_checkpoint(ckpt, *, prompts=None, pairs=None, text=None, ref=None, rm=None, max_new_tokens=64,
                         samples_seed=0, device="auto", limit=None, progress=None, text_window=None,
-                        decodings=("greedy", "sampled")) -> dict:
+                        decodings=("greedy", "sampled"), skip_bad=False) -> dict:
     """One JSON-able dict of metrics for `ckpt` (a checkpoint or a run directory: its latest).
     `decodings` answers the prompts greedily, sampled, or both (a caller that reads one saves the other).
 
@@ -89,6 +90,7 @@ def evaluate_checkpoint(ckpt, *, prompts=None, pairs=None, text=None, ref=None, 
     if text_window is not None and text_window < 1:
         raise WorkbenchError(f"text_window must be at least 1, got {text_window}")
     report = progress or (lambda task, done, total: None)
+    read = _Reader(limit, skip_bad)
     dev = resolve_device(device)
     path = resolve_checkpoint(ckpt)
     kind = checkpoint_kind(path)
@@ -104,9 +106,9 @@ def evaluate_checkpoint(ckpt, *, prompts=None, pairs=None, text=None, ref=None, 
             from workbench.train.models import load_scalar_model
 
             scorer, _ = load_scalar_model(path, device=dev)
-            result["pairs"] = pair_metrics(scorer, load_checkpoint_tokenizer(path), pairs, limit, report)
+            result["pairs"] = pair_metrics(scorer, load_checkpoint_tokenizer(path), pairs, read, report)
             result["answers"] = []
-            return result
+            return read.noted(result)
         if kind != "policy":
             raise WorkbenchError(f"{ckpt} is a {kind} model (e.g. a PPO critic), not a language model or reward model")
         if pairs and not rm:
@@ -126,10 +128,10 @@ def evaluate_checkpoint(ckpt, *, prompts=None, pairs=None, text=None, ref=None, 
             scorer = (RewardScorer(rm_model, float(stats["mean"]), float(stats["std"])) if _valid_stats(stats)
                       else RewardScorer(rm_model))
         if text:
-            result["text"] = text_metrics(model, tok, text, limit, text_window, report)
+            result["text"] = text_metrics(model, tok, text, read, text_window, report)
         result["answers"] = []
         if prompts:
-            items = load_prompts(prompts, tok, limit, model.cfg.max_seq_len - max_new_tokens, max_new_tokens)
+            items = load_prompts(prompts, tok, read, model.cfg.max_seq_len - max_new_tokens, max_new_tokens)
             for name in [d for d in ("greedy", "sampled") if d in decodings]:
                 sampling = _sampling(name, max_new_tokens)
                 replies, kl, scores = decode(model, tok, items, sampling, samples_seed, reference, scorer,
@@ -140,8 +142,8 @@ def evaluate_checkpoint(ckpt, *, prompts=None, pairs=None, text=None, ref=None, 
                                           "answer": p.task["answer"] if p.task else None, "correct": r.correct}
                                          for p, r in zip(items, replies)]
         if pairs:
-            result["pairs"] = pair_metrics(scorer.model, tok, pairs, limit, report)
-    return result
+            result["pairs"] = pair_metrics(scorer.model, tok, pairs, read, report)
+    return read.noted(result)
 
 
 def _sampling(name: str, max_new_tokens: int):
@@ -169,25 +171,55 @@ def _check_tokenizer(path, tok, spec, flag) -> None:
 
 
 # ---------------------------------------------------------------------- reading the data
-def _records(spec: str, kinds: tuple[str, ...], need: str, limit):
-    """(source, [(index, normalised record)]) of a file whose kind is one of `kinds`."""
-    from workbench.data.loading import open_source, read_records
+class _Reader:
+    """Reads the evaluation files: the first `limit` records of each. A bad record raises, or with
+    `skip_bad` is skipped and counted per file; `noted` adds {file: {skipped, first}} to a result."""
 
-    src = open_source(spec)
-    if src.kind not in kinds:
-        raise WorkbenchError(f"{spec}: {need}, but the data is {src.format} ({src.kind})")
-    return src, list(read_records(src, limit=limit))
+    def __init__(self, limit: int | None = None, skip_bad: bool = False):
+        self.limit, self.skip_bad, self.skipped = limit, skip_bad, {}
+
+    def records(self, spec: str, kinds: tuple[str, ...], need: str):
+        """(source, [(index, normalised record)]) of a file whose kind is one of `kinds`."""
+        from workbench.data.loading import open_source, read_records
+
+        src = open_source(spec, skip_bad=self.skip_bad)
+        if src.kind not in kinds:
+            raise WorkbenchError(f"{spec}: {need}, but the data is {src.format} ({src.kind})")
+        recs = list(read_records(src, skip_bad=self.skip_bad, limit=self.limit))
+        s = src.summary
+        for reason, n in (s.skipped + s.unreadable).items():
+            self._count(spec, s.first_skipped[reason], n)
+        if not recs:
+            raise WorkbenchError(f"{spec}: no records to evaluate ({s.describe()})")
+        return src, recs
+
+    def bad(self, spec: str, message: str) -> None:
+        """A record the evaluation cannot use: raise, or with skip_bad count it and go on."""
+        if not self.skip_bad:
+            raise WorkbenchError(message + " (--skip-bad skips such records)")
+        self._count(spec, message, 1)
+
+    def _count(self, spec: str, message: str, n: int) -> None:
+        note = self.skipped.setdefault(spec, {"skipped": 0, "first": []})
+        note["skipped"] += n
+        if len(note["first"]) < 3:
+            note["first"].append(message)
+
+    def noted(self, result: dict) -> dict:
+        if self.skipped:
+            result["skipped"] = self.skipped
+        return result
 
 
-def load_prompts(spec: str, tok, limit, max_len: int, max_new_tokens: int) -> list[Prompt]:
+def load_prompts(spec: str, tok, read: _Reader, max_len: int, max_new_tokens: int) -> list[Prompt]:
     """Prompts to answer: a prompt file, or the conversation before a chat's last assistant turn, or
     a pair's prompt. Each keeps its task (answer, type) when the record has one."""
     from workbench.data.collate import encode_records
 
     if max_len < 1:
         raise WorkbenchError(f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in the model's context")
-    src, recs = _records(spec, ("prompt", "conversation", "preference"),
-                         "--prompts needs prompts, conversations or preference pairs", limit)
+    src, recs = read.records(spec, ("prompt", "conversation", "preference"),
+                             "--prompts needs prompts, conversations or preference pairs")
     messages, tasks = [], []
     for index, rec in recs:
         where = src.locate(index)
@@ -197,12 +229,16 @@ def load_prompts(spec: str, tok, limit, max_len: int, max_new_tokens: int) -> li
         else:
             msgs = rec["prompt"]
         if not any(m["role"] == "user" for m in msgs):
-            raise WorkbenchError(f"{where}: no user message before the reply to evaluate")
+            read.bad(spec, f"{where}: no user message before the reply to evaluate")
+            continue
         try:
             tasks.append(task_of(rec.get("meta", {})))
         except ValueError as e:
-            raise WorkbenchError(f"{where}: {e}") from None
+            read.bad(spec, f"{where}: {e}")
+            continue
         messages.append(msgs)
+    if not messages:
+        raise WorkbenchError(f"{spec}: no prompt left to answer ({read.skipped[spec]['skipped']} bad records skipped)")
     encoded = encode_records(tok, "prompt", [{"prompt": m} for m in messages], max_len=max_len)
     return [Prompt(next(m["content"] for m in reversed(msgs) if m["role"] == "user"), ex.rendered.input_ids, task)
             for msgs, ex, task in zip(messages, encoded, tasks)]
@@ -266,13 +302,13 @@ def _right_pad(rows: list[list[int]], pad_id: int, device):
 
 
 # ---------------------------------------------------------------------- text and pairs
-def text_metrics(model, tok, spec: str, limit, window, progress) -> dict:
+def text_metrics(model, tok, spec: str, read: _Reader, window, progress) -> dict:
     """Loss (nats per token) and perplexity of the documents of `spec`, packed into windows."""
     import math
 
     from workbench.data.collate import encode_records
 
-    _, recs = _records(spec, ("text",), "--text needs plain text (.txt, or .jsonl with a 'text' field)", limit)
+    _, recs = read.records(spec, ("text",), "--text needs plain text (.txt, or .jsonl with a 'text' field)")
     stream = [t for ex in encode_records(tok, "text", [r for _, r in recs]) for t in ex.rendered.input_ids]
     ctx = model.cfg.max_seq_len
     if window is not None and window + 1 > ctx:  # a window of W predictions reads W + 1 tokens
@@ -299,11 +335,11 @@ def text_metrics(model, tok, spec: str, limit, window, progress) -> dict:
     return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "tokens": count}
 
 
-def pair_metrics(scorer, tok, spec: str, limit, progress) -> dict:
+def pair_metrics(scorer, tok, spec: str, read: _Reader, progress) -> dict:
     """Pairwise accuracy of `scorer` on the preference pairs of `spec`, by `rejected_kind`."""
     from workbench.data.collate import encode_records
 
-    src, recs = _records(spec, ("preference",), "--pairs needs preference pairs (prompt, chosen, rejected)", limit)
+    src, recs = read.records(spec, ("preference",), "--pairs needs preference pairs (prompt, chosen, rejected)")
     examples = encode_records(tok, "preference", [r for _, r in recs], [i for i, _ in recs],
                               max_len=scorer.backbone.cfg.max_seq_len)
     kinds_of = {i: r.get("meta", {}).get("rejected_kind") for i, r in recs}

@@ -210,3 +210,21 @@ def test_bad_files_name_file_and_line(random_lm, tmp_path):
         evaluate_checkpoint(random_lm, text=str(bad_answer))
     with pytest.raises(WorkbenchError, match="--prompts needs prompts"):
         evaluate_checkpoint(random_lm, prompts=str(SAMPLE / "text.jsonl"))
+
+
+def test_skip_bad_skips_and_counts(random_lm, tmp_path):
+    """--skip-bad: a malformed line, a record without a user turn and a bad answer are skipped and
+    counted per file; the good prompts are still answered."""
+    good = {"prompt": "What is 2 + 3?", "answer": "5"}
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join([json.dumps(good), "{not json", json.dumps({"prompt": "Hi", "answer": ["a"]}),
+                               json.dumps(LIMA)]) + "\n")
+    with pytest.raises(WorkbenchError, match=f"{path}:2"):
+        evaluate_checkpoint(random_lm, prompts=str(path), max_new_tokens=2, decodings=("greedy",))
+    r = evaluate_checkpoint(random_lm, prompts=str(path), max_new_tokens=2, decodings=("greedy",), skip_bad=True)
+    assert r["greedy"]["n"] == 2
+    assert r["skipped"][str(path)]["skipped"] == 2
+    assert any(f"{path}:3" in m for m in r["skipped"][str(path)]["first"])
+    clean = evaluate_checkpoint(random_lm, prompts=str(SAMPLE / "prompts.jsonl"), limit=2, max_new_tokens=2,
+                                decodings=("greedy",), skip_bad=True)
+    assert "skipped" not in clean
