@@ -13,7 +13,7 @@ engine does everything else, the same way for all of them:
   `max_nonfinite` in a row the run stops with a message.
 - Between steps it checks a `Control` (stop, pause/resume), which the CLI's Ctrl-C and the TUI use.
 - After every step one flat dict (event, step, stage, loss, lr, grad_norm, tokens, tokens_per_s,
-  elapsed, + the stage's keys) goes to RUN/metrics.jsonl (flushed), TensorBoard when installed,
+  elapsed, peak_mem_mb, + the stage's keys) goes to RUN/metrics.jsonl (flushed), TensorBoard when installed,
   and every callback. Evaluations, checkpoints, skipped steps and the end are events too.
 - RUN/ holds config.yaml (resolved), metrics.jsonl, lineage.json, train.log and checkpoints/.
   Resume restores model, optimiser, RNG states, the data position and the stage's own state, so
@@ -152,6 +152,42 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     progress = min(1.0, (step - cfg.warmup_steps) / (cfg.max_steps - cfg.warmup_steps))
     shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """The process's peak memory so far, in MiB: CUDA's max allocated on a GPU, else the peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+def out_of_memory_message(cfg: TrainConfig, device: torch.device, error: BaseException, step: int) -> str:
+    """What to turn down when a step does not fit in memory, with this run's values."""
+    where = "GPU" if device.type == "cuda" else "CPU"
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    knobs = [f"batch_size={max(cfg.batch_size // 2, 1)} (now {cfg.batch_size}) with grad_accum="
+             f"{cfg.grad_accum * 2} (now {cfg.grad_accum}) keeps the same batch per step"]
+    length = next((k for k in ("max_len", "seq_len") if hasattr(cfg, k)), None)
+    if length:
+        knobs.append(f"a shorter {length} (now {getattr(cfg, length)})")
+    if not cfg.gradient_checkpointing:
+        knobs.append("gradient_checkpointing=true (recompute activations in the backward pass)")
+    if device.type == "cuda" and cfg.dtype == "fp32":
+        knobs.append("dtype=auto (bf16 autocast)")
+    if hasattr(cfg, "lora") and not getattr(cfg, "lora", None):
+        knobs.append("LoRA (lora: {rank: 16}) trains small adapters instead of every weight")
+    knobs.append("a smaller model, or more devices with FSDP (workbench model info estimates the memory)")
+    return f"out of {where} memory in step {step} ({first}). To fit, try: " + "; ".join(knobs)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -336,6 +372,7 @@ class Engine:
                           "tokens": int(metrics.pop("tokens", 0)), "step_time": dt,
                           "elapsed": self.elapsed_before + time.perf_counter() - t_start, **metrics}
                 record["tokens_per_s"] = record["tokens"] / dt if dt > 0 else 0.0
+                record["peak_mem_mb"] = peak_memory_mb(self.device)
                 if not applied:
                     self.nonfinite_in_row += 1
                     self.nonfinite_total += 1
@@ -368,9 +405,11 @@ class Engine:
                     f"interrupted inside step {self.step + 1} after it had updated the weights; "
                     f"not saved, the last checkpoint stands")
         except BaseException as e:
-            status, error = "crashed", f"{type(e).__name__}: {e}"
-            self._finish(started, status, error, None, t_start)
-            raise
+            if not is_out_of_memory(e):
+                status, error = "crashed", f"{type(e).__name__}: {e}"
+                self._finish(started, status, error, None, t_start)
+                raise
+            status, error = "failed", out_of_memory_message(cfg, self.device, e, self.step + 1)
         final = None
         try:
             if status in ("finished", "stopped") and self.step > 0:

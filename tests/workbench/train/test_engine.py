@@ -248,6 +248,31 @@ def test_too_many_non_finite_steps_in_a_row_fail_the_run(tmp_path, small_tok, mo
     assert "run failed" in (out / "train.log").read_text()
 
 
+def test_out_of_memory_fails_the_run_with_the_knobs_to_turn(tmp_path, small_tok, monkeypatch):
+    def oom(self, batch):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:119] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 93012345678 bytes")
+    monkeypatch.setattr(PretrainStage, "loss", oom)
+    out = tmp_path / "run"
+    with pytest.raises(WorkbenchError) as e:
+        run("pretrain", out, *pre(small_tok, "max_steps=3"))
+    msg = str(e.value)
+    assert msg.startswith("out of CPU memory in step 1") and "can't allocate memory" in msg
+    for knob in ("batch_size=2 (now 4) with grad_accum=2 (now 1)", "seq_len (now 32)", "gradient_checkpointing=true"):
+        assert knob in msg
+    assert json.loads((out / "lineage.json").read_text())["status"] == "failed"
+
+
+def test_other_runtime_errors_still_crash_with_their_traceback(tmp_path, small_tok, monkeypatch):
+    def bug(self, batch):
+        raise RuntimeError("shape mismatch in a stage")
+    monkeypatch.setattr(PretrainStage, "loss", bug)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run("pretrain", out, *pre(small_tok, "max_steps=3"))
+    assert json.loads((out / "lineage.json").read_text())["status"] == "crashed"
+
+
 # ---------------------------------------------------------------------------------- Control
 
 
@@ -353,12 +378,13 @@ def test_metrics_jsonl_is_flushed_json_with_the_required_keys(tmp_path, small_to
     records = read_jsonl(out / "metrics.jsonl")
     events = [r["event"] for r in records]
     assert events[0] == "start" and events[-1] == "end" and events.count("eval") == 2 and "checkpoint" in events
-    required = {"event", "step", "stage", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed"}
+    required = {"event", "step", "stage", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed", "peak_mem_mb"}
     for r in records:
         if r["event"] == "train":
             assert required <= set(r), required - set(r)
             assert r["stage"] == "pretrain" and r["tokens"] == 4 * 32 and r["tokens_per_s"] > 0
             assert math.isfinite(r["loss"]) and r["grad_norm"] > 0
+            assert 10 < r["peak_mem_mb"] < 64 * 1024  # this process's peak RSS: torch alone is > 10 MiB
     evals = [r for r in records if r["event"] == "eval"]
     assert [r["step"] for r in evals] == [2, 4] and all(r["val/loss"] > 0 for r in evals)
 
