@@ -54,9 +54,13 @@ def info(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="The vocabulary follows the tokenizer (default cl100k_base)."),
     sets: List[str] = typer.Option([], "--set", help="Override a config field: --set kv_lora_rank=64 (repeatable)."),
     seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length for the attention FLOPs (default max_seq_len)."),
+    batch: int = typer.Option(8, "--batch", "-b", help="Sequences per micro-batch for the training-memory estimate."),
+    bf16: bool = typer.Option(False, "--bf16", help="Estimate with bf16 autocast activations (CUDA)."),
+    checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Estimate with gradient checkpointing."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ):
-    """Parameters (total and active per token), FLOPs per token, KV-cache bytes per token vs standard MHA."""
+    """Parameters (total and active per token), FLOPs per token, KV-cache bytes per token vs standard MHA,
+    and the memory a training step needs (weights, gradients, AdamW state, activations at --batch x --seq-len)."""
     cli = _cli()
 
     def run():
@@ -67,6 +71,8 @@ def info(
             raise WorkbenchError("give a checkpoint directory or --preset (one of them)")
         if seq_len is not None and seq_len < 1:
             raise WorkbenchError(f"--seq-len must be at least 1, got {seq_len}")
+        if batch < 1:
+            raise WorkbenchError(f"--batch must be at least 1, got {batch}")
         if checkpoint is not None:
             from workbench.model.checkpoint import read_meta
             from workbench.train.checkpoint import resolve_checkpoint
@@ -78,11 +84,15 @@ def info(
         else:
             cfg, _ = _config(preset_name, tokenizer, sets)
             name = preset_name
+        from workbench.model.info import training_memory
+
         stats = cfg.stats(seq_len)
+        memory = training_memory(cfg, batch, seq_len or cfg.max_seq_len, bf16=bf16,
+                                 gradient_checkpointing=checkpointing)
         if as_json:
-            print(json.dumps({"name": name, "config": cfg.to_dict(), **stats}, indent=2))
+            print(json.dumps({"name": name, "config": cfg.to_dict(), **stats, "training_memory": memory}, indent=2))
         else:
-            cli._Console().print(info_table(name, cfg, stats))
+            cli._Console().print(info_table(name, cfg, stats, memory))
 
     cli._run(run)
 

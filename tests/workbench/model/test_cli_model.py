@@ -59,3 +59,28 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path):
 def test_vocab_size_follows_the_tokenizer_not_set(tmp_path):
     r = run("model", "init", "--out", tmp_path / "v", "--set", "vocab_size=10")
     assert r.exit_code == 1 and "follows the tokenizer" in r.output and not (tmp_path / "v").exists()
+
+
+def test_info_estimates_training_memory_by_part():
+    from workbench.model.config import preset
+    from workbench.model.info import training_memory
+
+    cfg = preset("small", vocab_size=8192)
+    n = cfg.stats()["params"]
+    m = training_memory(cfg, 8, 512)
+    assert (m["weights"], m["gradients"], m["optimizer"]) == (4 * n, 4 * n, 8 * n)  # fp32 + AdamW's two moments
+    assert m["total"] == m["weights"] + m["gradients"] + m["optimizer"] + m["activations"]
+    twice = training_memory(cfg, 16, 512)["activations"]
+    assert 1.5 * m["activations"] < twice < 2 * m["activations"]  # per token, but the logits only one chunk at a time
+    big = training_memory(cfg, 32, 512)["activations"]  # where the blocks, not the logits chunk, dominate
+    assert training_memory(cfg, 32, 512, gradient_checkpointing=True)["activations"] < big / 3
+    assert training_memory(cfg, 8, 512, bf16=True)["activations"] < m["activations"]
+    lora = training_memory(cfg, 8, 512, trainable=n // 100)
+    assert lora["optimizer"] == 8 * (n // 100) and lora["weights"] == m["weights"]
+
+    j = json.loads(run("model", "info", "--preset", "small", "--batch", "4", "--seq-len", "256",
+                       "--gradient-checkpointing", "--json").output)
+    assert j["training_memory"]["batch"] == 4 and j["training_memory"]["gradient_checkpointing"] is True
+    r = run("model", "info", "--preset", "tiny", "--batch", "0")
+    assert r.exit_code == 1 and "--batch must be at least 1" in r.output
+    assert "training memory" in run("model", "info", "--preset", "tiny").output
