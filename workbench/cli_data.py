@@ -3,9 +3,11 @@
     workbench data prepare sample_data/text.jsonl --out runs/data
     workbench data prepare ../shared/data/text_tinyshakespeare.txt --out runs/shakespeare --tokenizer tok.tiktoken
     workbench tokenizer train sample_data/text.jsonl --vocab-size 4096 --out tok.tiktoken
+    workbench data quality train --good ../shared/data/chat_lima.jsonl --bad ../shared/data/text_c4_demo.jsonl --out runs/quality
+    workbench data prepare ../shared/data/text_c4_demo.jsonl --out runs/c4 --quality-model runs/quality --quality-threshold 0.5
 
-Thin: options become config overrides; the work is in workbench/data/prepare.py and
-workbench/tokenizer_train.py.
+Thin: options become config overrides; the work is in workbench/data/prepare.py,
+workbench/data/quality_model.py and workbench/tokenizer_train.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import List, Optional
 import typer
 
 data_app = typer.Typer(no_args_is_help=True, help="Prepare pretraining data: clean, filter, deduplicate, scrub PII, tokenize, pack into shards.")
+quality_app = typer.Typer(no_args_is_help=True, help="Train the quality classifier that `data prepare --quality-model` uses.")
+data_app.add_typer(quality_app, name="quality")
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a byte-level BPE tokenizer (saved as a .tiktoken file).")
 
 
@@ -31,6 +35,9 @@ def prepare(
     txt_split: Optional[str] = typer.Option(None, "--txt-split", help="How .txt files become documents: chunk (default), paragraph, line, file."),
     no_quality: bool = typer.Option(False, "--no-quality", help="Skip the document quality filters (normalise, PII and dedup still run)."),
     no_near_dedup: bool = typer.Option(False, "--no-near-dedup", help="Skip MinHash near-duplicate removal."),
+    quality_model: Optional[str] = typer.Option(None, "--quality-model", help="A model folder from `workbench data quality train`: adds the classifier step."),
+    quality_threshold: Optional[float] = typer.Option(None, "--quality-threshold", help="Keep documents scoring at least this (0-1, default 0.5)."),
+    write_removed: bool = typer.Option(False, "--write-removed", help="Also write removed.jsonl: what the heuristic filters removed (a --bad file for `quality train`)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) unreadable records and files instead of stopping."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists and is not empty."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
@@ -42,7 +49,9 @@ def prepare(
         "pack.tokenizer": tokenizer, "pack.seq_len": seq_len, "pack.val_fraction": val_fraction,
         "input.text_field": text_field, "input.txt_split": txt_split,
         "input.skip_bad": skip_bad or None, "filters.enabled": False if no_quality else None,
-        "dedup.near": False if no_near_dedup else None}.items() if v is not None}
+        "dedup.near": False if no_near_dedup else None, "classifier.model": quality_model,
+        "classifier.threshold": quality_threshold, "report.write_removed": write_removed or None}.items()
+        if v is not None}
 
     def go():
         from workbench.data.prepare import load_config
@@ -58,6 +67,39 @@ def prepare(
             _Console().print_json(json.dumps(report, ensure_ascii=False))
         else:
             print_report(report, _Console())
+
+    _run(go)
+
+
+@quality_app.command("train")
+def quality_train(
+    good: List[str] = typer.Option(..., "--good", help="Curated text (repeatable): .txt, .jsonl/.json/.parquet with a text field, or conversations (assistant turns)."),
+    bad: List[str] = typer.Option(..., "--bad", help="Text to filter out (repeatable): raw web text, a prepare removed.jsonl, same formats."),
+    out: str = typer.Option(..., "--out", "-o", help="Model folder to write (quality.safetensors + quality.json)."),
+    held_out: float = typer.Option(0.2, "--held-out", help="Share of each class held out to measure the saved model (0: train on all)."),
+    epochs: int = typer.Option(30, "--epochs", help="Passes of SGD over the training documents."),
+    no_char_ngrams: bool = typer.Option(False, "--no-char-ngrams", help="Word 1-2-grams only: ~2x faster scoring, less accurate."),
+    text_field: str = typer.Option("text", "--text-field", help="Field holding the text in .jsonl/.json/.parquet."),
+    txt_split: str = typer.Option("chunk", "--txt-split", help="How .txt files become documents: chunk, paragraph, line, file."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) unreadable records and files instead of stopping."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the training report as JSON."),
+):
+    """Train a hashed word + character n-gram logistic regression: good text vs bad; report held-out accuracy."""
+    from workbench.cli import _Console, _run
+
+    def go():
+        from workbench.data.corpus import ReadConfig
+        from workbench.data.quality_model import QualityTrainConfig, print_train_report, train_quality_model
+
+        cfg = QualityTrainConfig(held_out=held_out, epochs=epochs, **({"char_ngrams": [0, 0]} if no_char_ngrams else {}))
+        read = ReadConfig(text_field=text_field, txt_split=txt_split, skip_bad=skip_bad)
+        with _Console(stderr=True).status("reading and training..."):
+            report = train_quality_model(good, bad, out, cfg, read=read, force=force)
+        if as_json:
+            _Console().print_json(json.dumps(report, ensure_ascii=False))
+        else:
+            print_train_report(report, _Console())
 
     _run(go)
 

@@ -6,12 +6,17 @@
     report = prepare(["corpus.jsonl"], "runs/data", PrepareConfig())
 
 Steps, in order, each counted in the report (documents and characters in/out, time, removals by
-reason with a few examples): read -> normalise -> boilerplate_lines -> quality -> pii ->
-exact_dedup -> near_dedup -> tokenize. Documents stream through in batches (`input.batch_size`):
-memory holds one batch, the dedup signatures and the shard writers' open files, never the corpus.
+reason with a few examples): read -> normalise -> boilerplate_lines -> quality [-> classifier] ->
+pii -> exact_dedup -> near_dedup -> tokenize. `classifier` runs only with a trained model
+(`classifier.model`, from `workbench data quality train`; see quality_model.py): it keeps documents
+scoring at least `classifier.threshold` and reports the score histogram. Documents stream through
+in batches (`input.batch_size`): memory holds one batch, the dedup signatures and the shard writers'
+open files, never the corpus.
 
-Output folder (see shards.py for the format): train_*.bin, val_*.bin, report.json, report.md and,
-last, index.json. Everything is built in a hidden temporary sibling folder and renamed to DIR only
+Output folder (see shards.py for the format): train_*.bin, val_*.bin, report.json, report.md,
+removed.jsonl with `report.write_removed` (the documents the heuristic filters removed, PII scrubbed:
+a ready `--bad` file for `workbench data quality train`) and, last, index.json. Everything is built
+in a hidden temporary sibling folder and renamed to DIR only
 when complete (workbench.io.atomic_dir); on any error the temporary folder is removed and an existing DIR is left untouched.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import json
 import os
 import time
 from collections import Counter, deque
@@ -54,12 +60,28 @@ class ReportConfig:
     examples: int = 3  # removed documents shown per reason
     snippet_chars: int = 200
     clusters: int = 5  # largest near-duplicate clusters shown
+    # removed.jsonl {"step", "reason", "text"}: what boilerplate_lines and quality removed. Not duplicates
+    # (they repeat kept text) nor the classifier's removals (training on them teaches it its own mistakes)
+    write_removed: bool = False
+
+
+@dataclass
+class ClassifierConfig:
+    model: str = ""  # a folder from `workbench data quality train`; "" = no classifier step
+    threshold: float = 0.5  # keep documents whose score (P(good)) is at least this
+    thresholds: list = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])  # report: share kept at each
+
+    def validate(self) -> None:
+        for t in [self.threshold, *self.thresholds]:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+                raise WorkbenchError(f"classifier thresholds must be numbers in [0, 1], got {t!r}")
 
 
 @dataclass
 class PrepareConfig:
     input: ReadConfig = field(default_factory=ReadConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     pii: PIIConfig = field(default_factory=PIIConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     pack: PackConfig = field(default_factory=PackConfig)
@@ -68,6 +90,7 @@ class PrepareConfig:
     def validate(self) -> None:
         self.input.validate()
         self.dedup.validate()
+        self.classifier.validate()
         p = self.pack
         for name, value, low in (("seq_len", p.seq_len, 1), ("shard_tokens", p.shard_tokens, 1), ("num_threads", p.num_threads, 0)):
             if value < low:
@@ -85,7 +108,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     if path is not None:
         data = read_yaml(path)
         if not isinstance(data, dict):
-            raise WorkbenchError(f"{path}: expected sections (input, filters, pii, dedup, pack, report)")
+            raise WorkbenchError(f"{path}: expected sections (input, filters, classifier, pii, dedup, pack, report)")
     for section, key, value in _flatten(data, path):
         _set(cfg, section, key, value, path)
     if path is not None:  # a value out of range in the file: say which file
@@ -149,6 +172,7 @@ class _Step:
         self.removed: Counter = Counter()
         self.examples: dict[str, list[str]] = {}
         self.extra: dict = {}
+        self.sink = None  # an open removed.jsonl: removals are written there too
 
     def run(self, texts: list[str], fn) -> list[str]:
         """fn(text) -> (new text, "") to keep, or (None, reason) to remove."""
@@ -165,6 +189,9 @@ class _Step:
 
     def remove(self, text: str, reason: str) -> None:
         self.removed[reason] += 1
+        if self.sink is not None:
+            record = {"step": self.name, "reason": reason, "text": scrub(text, self.pii)[0]}
+            self.sink.write(json.dumps(record, ensure_ascii=False) + "\n")
         shown = self.examples.setdefault(reason, [])
         if len(shown) < self.cfg.examples:
             n = self.cfg.snippet_chars  # examples are scrubbed too: the report must not leak PII
@@ -192,8 +219,13 @@ def prepare(inputs: list[str], out: str | os.PathLike, cfg: PrepareConfig | None
     cfg.validate()
     out = Path(out).expanduser()
     tok = load_tokenizer(cfg.pack.tokenizer)
+    model = None
+    if cfg.classifier.model:  # loaded before anything is written: a bad model file stops here
+        from workbench.data.quality_model import QualityModel
+
+        model = QualityModel.load(cfg.classifier.model)
     with atomic_dir(out, force=force, protect=inputs) as tmp:
-        report = _run(inputs, tmp, out, cfg, tok, progress)
+        report = _run(inputs, tmp, out, cfg, tok, progress, model)
     return report
 
 
@@ -211,9 +243,14 @@ def _batches(it, size: int, read: _Step):
         yield batch
 
 
-def _run(inputs, tmp: Path, out: Path, cfg: PrepareConfig, tok, progress) -> dict:
+def _run(inputs, tmp: Path, out: Path, cfg: PrepareConfig, tok, progress, model=None) -> dict:
     t_start = time.perf_counter()
-    steps = {name: _Step(name, cfg.report, cfg.pii) for name in STEPS}
+    at = STEPS.index("quality") + 1  # the classifier scores what the heuristic filters kept
+    names = STEPS if model is None else STEPS[:at] + ("classifier",) + STEPS[at:]
+    steps = {name: _Step(name, cfg.report, cfg.pii) for name in names}
+    scores = None if model is None else _score_stats(cfg)
+    sink = open(tmp / "removed.jsonl", "w", encoding="utf-8") if cfg.report.write_removed else None
+    steps["boilerplate_lines"].sink = steps["quality"].sink = sink
     stats = ReadStats()
     fc = cfg.filters
     exact = ExactDedup() if cfg.dedup.exact else None
@@ -249,6 +286,8 @@ def _run(inputs, tmp: Path, out: Path, cfg: PrepareConfig, tok, progress) -> dic
                                            else (None, "empty after normalisation"))
             texts = steps["boilerplate_lines"].run(texts, boilerplate)
             texts = steps["quality"].run(texts, quality)
+            if model is not None:
+                texts = _classifier_step(steps["classifier"], texts, model, cfg.classifier.threshold, scores)
             texts = steps["pii"].run(texts, pii)
             texts = steps["exact_dedup"].run(texts, exact_dedup)
             texts = _near_step(steps["near_dedup"], texts, near)
@@ -270,8 +309,35 @@ def _run(inputs, tmp: Path, out: Path, cfg: PrepareConfig, tok, progress) -> dic
     finally:
         for w in writers.values():
             w.close()
+        if sink is not None:
+            sink.close()
+    if scores is not None:
+        steps["classifier"].extra = {"model": cfg.classifier.model, "threshold": cfg.classifier.threshold,
+                                     "scores": scores.as_dict()}
     return _finish(inputs, tmp, out, cfg, tok, steps, stats, near, lines_removed, pii_counts, split,
                    time.perf_counter() - t_start)
+
+
+def _score_stats(cfg: PrepareConfig):
+    from workbench.data.quality_model import ScoreStats
+
+    n = cfg.report.snippet_chars  # snippets are scrubbed: the classifier runs before the PII step
+    return ScoreStats([*cfg.classifier.thresholds, cfg.classifier.threshold], cfg.report.examples,
+                      lambda t: scrub(t[:n], cfg.pii)[0] + ("…" if len(t) > n else ""))
+
+
+def _classifier_step(step: _Step, texts: list[str], model, threshold: float, scores) -> list[str]:
+    t0 = time.perf_counter()
+    p = model.score(texts)
+    scores.add(texts, p)
+    out = []
+    for text, score in zip(texts, p):
+        if score >= threshold:
+            out.append(text)
+        else:
+            step.remove(text, f"score below {threshold:g}")
+    step.count(texts, out, time.perf_counter() - t0)
+    return out
 
 
 def _skipped_note(stats: ReadStats) -> str:
@@ -345,8 +411,6 @@ class _Splitter:
 
 def _finish(inputs, tmp: Path, out: Path, cfg, tok, steps, stats, near, lines_removed, pii_counts,
             split: _Splitter, seconds: float) -> dict:
-    import json
-
     from workbench.data.prepare_report import to_markdown
 
     seq_len = cfg.pack.seq_len
@@ -372,7 +436,8 @@ def _finish(inputs, tmp: Path, out: Path, cfg, tok, steps, stats, near, lines_re
                    "seq_len": seq_len, "tokenizer": tok.describe(),
                    "train": {k: splits["train"][k] for k in ("documents", "tokens", "windows")},
                    "val": {k: splits["val"][k] for k in ("documents", "tokens", "windows")},
-                   "val_moved_documents": split.moved},
+                   "val_moved_documents": split.moved,
+                   **({"removed_file": "removed.jsonl"} if cfg.report.write_removed else {})},
         "seconds": round(seconds, 3),
         "throughput": {"mb_per_s": stats.bytes / 1e6 / max(seconds, 1e-9),
                        "docs_per_s": stats.documents / max(seconds, 1e-9)},

@@ -45,6 +45,25 @@ def _summary(report: dict) -> list[str]:
     return lines
 
 
+def _classifier_lines(s: dict, docs_read: int) -> list[str]:
+    """The classifier step: share kept by threshold, the score histogram, examples from both ends."""
+    sc = s["scores"]
+    n = sc["documents"]
+    lines = [f"model {s['model']}, threshold {s['threshold']:g}: {n:,} documents scored, mean score {sc['mean']:.3f}",
+             "kept at each threshold (of the documents scored, of all documents read):"]
+    lines += [f"    {float(t):.2f}: {k / max(n, 1):6.1%}  {k / max(docs_read, 1):6.1%}" for t, k in sc["kept_at"].items()]
+    lines.append("score histogram:")
+    edges, counts = sc["histogram"]["edges"], sc["histogram"]["counts"]
+    top = max(counts) or 1
+    for lo, hi, c in zip(edges, edges[1:], counts):
+        lines.append(f"    {lo:.1f}-{hi:.1f} {'#' * round(30 * c / top):<30} {c:,}")
+    for end in ("lowest", "highest"):
+        if sc[end]:
+            lines.append(f"{end} scores:")
+            lines += [f"    {e['score']:.3f} {e['text']!r}" for e in sc[end]]
+    return lines
+
+
 def _details(report: dict) -> list[tuple[str, list[str]]]:
     """(heading, bullet lines) per section: removals with examples, lines, PII, clusters."""
     sections = []
@@ -58,11 +77,27 @@ def _details(report: dict) -> list[tuple[str, list[str]]]:
                          ", ".join(f"{k!r} {n:,}" for k, n in s["lines_removed"].items()))
         if "replacements" in s:
             items.append("replaced: " + ", ".join(f"{k} {n:,}" for k, n in s["replacements"].items()))
+        if "scores" in s:
+            items += _classifier_lines(s, report["steps"][0]["docs_in"])
         for c in s.get("clusters", []):
-            items.append(f"cluster of {c['size']} ({c['duplicates_removed']} removed), kept: {c['kept']!r}")
+            items += _cluster_lines(c)
         if items:
             sections.append((s["name"], items))
     return sections
+
+
+def _cluster_lines(c: dict) -> list[str]:
+    """A near-duplicate cluster: its size and first (kept) member, then one indented line per other
+    listed member, kept ones first (a later bridge merged their clusters), then removed ones in input
+    order. Reports written before members were recorded have only the first line."""
+    kept = c["size"] - c["duplicates_removed"]
+    also = f", {kept} kept" if kept > 1 else ""
+    lines = [f"cluster of {c['size']} ({c['duplicates_removed']} removed{also}), kept: {c['kept']!r}"]
+    members = c.get("members", [])[1:]  # the first is `kept`
+    lines += [f"    {'also kept' if m['kept'] else 'removed'}: {m['text']!r}" for m in members]
+    if members and (hidden := c["size"] - 1 - len(members)) > 0:
+        lines.append(f"    ... {hidden} more not shown")
+    return lines
 
 
 def to_markdown(report: dict) -> str:

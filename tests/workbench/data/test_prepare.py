@@ -1,6 +1,7 @@
 """`prepare` end to end: packing round-trip, report, atomic output, bad inputs, config, .txt splits."""
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -13,10 +14,13 @@ from workbench.errors import WorkbenchError
 
 STORY = ("The ferry leaves the harbour at dawn, and the fishermen wave from the pier as it passes. "
          "By noon it reaches the island, where the market sells bread, apples and smoked fish.")
+LOG = "wind rain fog sun calm storm hail frost gale mist snow heat cloud thunder drizzle breeze".split()
 
 
 def _docs():
-    docs = [f"Chapter {i}. {STORY} On day {i} the captain wrote a new line in the log about weather number {i * 7}."
+    # each chapter logs its own word order: chapters differing only in numbers would be near duplicates
+    # of each other (Jaccard 0.70 of 5-word shingles), and near-dedup rightly keeps one of them
+    docs = [f"Chapter {i}. {STORY} On day {i} the captain logged {' '.join(random.Random(i).sample(LOG, 12))}."
             for i in range(30)]
     docs[3] += "\nWrite to captain.doe@example.com for tickets."       # PII scrubbed
     docs[4] = docs[2]                                                   # exact duplicate
