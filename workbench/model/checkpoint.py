@@ -10,10 +10,16 @@ config.json = {"format": "workbench-model", "version": 1, "model": {ModelConfig 
 .tiktoken file is copied in as `tokenizer.tiktoken`, so the directory is self-contained. Loading
 never unpickles (safetensors + JSON), checks every tensor's name and shape, and checks that the
 tokenizer's hash still matches. Writes are atomic (workbench.io.atomic_dir).
+
+A model with LoRA adapters (workbench.model.lora) is saved as a LoRA checkpoint: the same
+config.json plus a `lora` section (settings and the base checkpoint's path and sha256) and
+`adapter.safetensors` in place of `model.safetensors`. `load_checkpoint` merges it into its base on
+load, so everything that loads checkpoints (later stages, generate, export, eval) sees one plain model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -27,6 +33,22 @@ from workbench.model.transformer import Transformer
 
 FORMAT, VERSION = "workbench-model", 1
 WEIGHTS, CONFIG, TOKENIZER_FILE = "model.safetensors", "config.json", "tokenizer.tiktoken"
+ADAPTERS = "adapter.safetensors"  # a LoRA checkpoint's own tensors (its base holds the rest)
+
+
+def weights_file(ckpt: str | Path) -> Path:
+    """The tensors that make a checkpoint what it is: model.safetensors, or a LoRA checkpoint's adapters.
+    What lineage and the pipeline hash to tell one checkpoint from another."""
+    ckpt = Path(ckpt)
+    return ckpt / ADAPTERS if (ckpt / ADAPTERS).is_file() and not (ckpt / WEIGHTS).is_file() else ckpt / WEIGHTS
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _tensors(model: Transformer) -> dict[str, torch.Tensor]:
@@ -37,16 +59,25 @@ def _tensors(model: Transformer) -> dict[str, torch.Tensor]:
 
 
 def write_checkpoint_files(model: Transformer, dest: Path, tokenizer=None, extra: dict | None = None) -> None:
-    """Write the checkpoint files into an existing (temporary) directory."""
+    """Write the checkpoint files into an existing (temporary) directory (a LoRA checkpoint when the
+    model has adapters: only they are written, with a pointer to the base)."""
     from safetensors.torch import save_file
 
+    from workbench.model import lora
+
     meta = {"format": FORMAT, "version": VERSION, "model": model.cfg.to_dict(), "tokenizer": None, "extra": extra or {}}
+    if lora.has_lora(model):
+        meta["lora"] = lora.lora_section(model)
     if tokenizer is not None:
         meta["tokenizer"] = tokenizer.describe()
         if Path(tokenizer.name).is_file():
             shutil.copyfile(tokenizer.name, dest / TOKENIZER_FILE)
             meta["tokenizer"]["file"] = TOKENIZER_FILE
-    save_file(_tensors(model), str(dest / WEIGHTS), metadata={"format": "pt"})
+    if lora.has_lora(model):
+        tensors = {k: v.detach().contiguous().cpu() for k, v in lora.adapter_state(model).items()}
+        save_file(tensors, str(dest / ADAPTERS), metadata={"format": "pt"})
+    else:
+        save_file(_tensors(model), str(dest / WEIGHTS), metadata={"format": "pt"})
     (dest / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -62,7 +93,7 @@ def read_meta(ckpt: str | Path) -> dict:
     cfg_path = ckpt / CONFIG
     if not ckpt.is_dir():
         raise WorkbenchError(f"{ckpt}: no such checkpoint directory")
-    if not cfg_path.is_file() or not (ckpt / WEIGHTS).is_file():
+    if not cfg_path.is_file() or not ((ckpt / WEIGHTS).is_file() or (ckpt / ADAPTERS).is_file()):
         raise WorkbenchError(f"{ckpt}: not a model checkpoint (needs {CONFIG} and {WEIGHTS}; "
                              f"create one with `workbench model init`)")
     try:
@@ -83,6 +114,12 @@ def read_meta(ckpt: str | Path) -> dict:
                                  f"'sha256' and an optional 'file' inside the checkpoint directory")
     if not isinstance(meta.get("extra", {}), dict):
         raise WorkbenchError(f"{cfg_path}: 'extra' must be an object")
+    if meta.get("lora") is not None:
+        if not isinstance(meta["lora"], dict) or not (ckpt / ADAPTERS).is_file():
+            raise WorkbenchError(f"{cfg_path}: a LoRA checkpoint needs a 'lora' object and {ADAPTERS}")
+    elif not (ckpt / WEIGHTS).is_file():
+        raise WorkbenchError(f"{ckpt}: not a model checkpoint (needs {CONFIG} and {WEIGHTS}; "
+                             f"create one with `workbench model init`)")
     return meta
 
 
@@ -98,8 +135,17 @@ def load_tensors(path: Path, device=None, what: str = "weights") -> dict[str, to
 
 
 def load_checkpoint(ckpt: str | Path, device=None, **overrides) -> tuple[Transformer, dict]:
-    """(model in eval mode, meta). `overrides` change runtime switches (gradient_checkpointing, compile)."""
+    """(model in eval mode, meta). `overrides` change runtime switches (gradient_checkpointing, compile).
+    A LoRA checkpoint comes back merged into its base (checked by sha256): a plain model."""
+    return _load(Path(ckpt), device, overrides, ())
+
+
+def _load(ckpt: Path, device, overrides: dict, chain: tuple) -> tuple[Transformer, dict]:
     meta = read_meta(ckpt)
+    if meta.get("lora") is not None:
+        from workbench.model.lora import load_merged
+
+        return load_merged(ckpt, meta, device, overrides, chain)
     cfg = meta["model"].replace(**overrides) if overrides else meta["model"]
     path = Path(ckpt) / WEIGHTS
     tensors = load_tensors(path, device)

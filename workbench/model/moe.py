@@ -56,10 +56,11 @@ class MoE(nn.Module):
         counts = torch.bincount(flat, minlength=E)
         xs = x[token]
         outs = []
+        gate_up, down = self.gate_up, self.down  # read once: with LoRA each read computes W + s·B·A
         for e, xe in enumerate(xs.split(counts.tolist())):
             if xe.shape[0]:
-                g, u = (xe @ self.gate_up[e]).chunk(2, dim=-1)
-                outs.append((F.silu(g) * u) @ self.down[e])
+                g, u = (xe @ gate_up[e]).chunk(2, dim=-1)
+                outs.append((F.silu(g) * u) @ down[e])
         ys = torch.cat(outs) * weights.reshape(-1)[order, None].to(x.dtype)
         y = torch.zeros_like(x).index_add_(0, token, ys)
         if self.shared_experts is not None:

@@ -148,7 +148,7 @@ def stage_overrides(recipe: Recipe, spec: StageSpec, root: Path) -> dict:
 
 def _stale(lineage: dict, key: str, source: Path) -> str | None:
     """Why a finished run's input `key` (parent, or inputs.reward_model) is not `source`'s checkpoint now."""
-    from workbench.model.checkpoint import WEIGHTS
+    from workbench.model.checkpoint import weights_file
     from workbench.train.checkpoint import file_sha256, resolve_checkpoint
 
     entry = lineage.get("parent") if key == "parent" else (lineage.get("inputs") or {}).get(key)
@@ -158,7 +158,7 @@ def _stale(lineage: dict, key: str, source: Path) -> str | None:
         raise WorkbenchError(f"{source}: needed as {key}: {e}") from None
     if not isinstance(entry, dict) or entry.get("path") != str(current):
         return f"its {key} is now {current}"
-    if entry.get("sha256") != file_sha256(current / WEIGHTS):
+    if entry.get("sha256") != file_sha256(weights_file(current)):
         return f"its {key} {current} has changed"
     return None
 
@@ -263,7 +263,7 @@ def _fresh(path: Path, ckpts: list[Path], settings: dict, files: list[str] = ())
     """A cached eval JSON is reused while it is newer than every checkpoint it measured and every data
     file it read (regenerated sample data is measured again), and was made with the same eval settings
     (files, token budget, reference, reward model)."""
-    from workbench.model.checkpoint import WEIGHTS
+    from workbench.model.checkpoint import weights_file
 
     if not path.is_file():
         return False
@@ -274,7 +274,7 @@ def _fresh(path: Path, ckpts: list[Path], settings: dict, files: list[str] = ())
     stamp = path.stat().st_mtime_ns
     return (isinstance(cached, dict) and cached.get("checkpoint") == str(ckpts[0])
             and cached.get("settings") == settings
-            and all(stamp > (c / WEIGHTS).stat().st_mtime_ns for c in ckpts)
+            and all(stamp > weights_file(c).stat().st_mtime_ns for c in ckpts)
             and all(stamp > Path(f).expanduser().stat().st_mtime_ns for f in files))
 
 

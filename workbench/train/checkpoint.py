@@ -4,6 +4,10 @@
                                    and `--from` read it) + trainer_state.pt + trainer.json
     RUN/checkpoints/latest         the name of the newest complete checkpoint (one line)
 
+In a LoRA run (`lora:` set) the model checkpoint is a LoRA checkpoint: config.json (with a `lora`
+section naming the base checkpoint by path and sha256) + adapter.safetensors, and the optimizer
+state covers the adapters only; `workbench generate`, `--from` and export merge it on load.
+
 A checkpoint directory is built in a hidden temporary sibling and renamed into place, then `latest`
 is replaced (temporary file + rename). A crash at any moment leaves `latest` naming a complete
 checkpoint. `trainer_state.pt` holds tensors, numbers and lists only (optimizer state, RNG states)
@@ -13,7 +17,6 @@ and counters.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -22,7 +25,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir, atomic_write_text
-from workbench.model.checkpoint import CONFIG, WEIGHTS, read_meta
+from workbench.model.checkpoint import ADAPTERS, CONFIG, WEIGHTS, file_sha256, read_meta  # noqa: F401 (re-exported)
 
 CHECKPOINTS, LATEST = "checkpoints", "latest"
 STATE, TRAINER = "trainer_state.pt", "trainer.json"
@@ -51,7 +54,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def resolve_checkpoint(path: str | Path) -> Path:
     """A model checkpoint directory, or a run directory (its latest checkpoint)."""
     p = Path(path).expanduser()
-    if (p / CONFIG).is_file() and (p / WEIGHTS).is_file():
+    if (p / CONFIG).is_file() and ((p / WEIGHTS).is_file() or (p / ADAPTERS).is_file()):
         return p
     if (p / CHECKPOINTS).is_dir():
         latest = latest_checkpoint(p)
@@ -114,10 +117,3 @@ def restore_rng(rng: dict) -> None:
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

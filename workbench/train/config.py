@@ -43,6 +43,38 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+# LoRA (workbench.model.lora; `lora: null` = off). The target names here are lora.TARGETS (a test keeps
+# them equal): the config is checked without importing torch, so the TUI's form stays quick.
+LORA_DEFAULTS = {"rank": 8, "alpha": 16.0, "dropout": 0.0, "targets": ["attention", "ffn"]}
+LORA_TARGETS = ("attention", "ffn", "experts", "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",
+                "o_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _need_lora(cfg) -> None:
+    """Check `lora` and fill in its defaults (so config.yaml records every LoRA setting a run used)."""
+    if cfg.lora is None:
+        return
+    for key in cfg.lora:
+        hint = difflib.get_close_matches(str(key), LORA_DEFAULTS, n=1)
+        _need(key in LORA_DEFAULTS, f"lora: unknown setting {key!r}"
+              + (f" (did you mean {hint[0]!r}?)" if hint else " (lora takes rank, alpha, dropout and targets)"))
+    v = {**LORA_DEFAULTS, **cfg.lora}
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)  # noqa: E731
+    rank, alpha, dropout, targets = v["rank"], v["alpha"], v["dropout"], v["targets"]
+    _need(isinstance(rank, int) and not isinstance(rank, bool) and rank >= 1,
+          f"lora.rank must be an integer of at least 1, got {rank!r}")
+    _need(number(alpha) and alpha > 0, f"lora.alpha must be a positive number, got {alpha!r}")
+    _need(number(dropout) and 0 <= dropout < 1, f"lora.dropout must be in [0, 1), got {dropout!r}")
+    targets = [targets] if isinstance(targets, str) else targets
+    _need(isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets),
+          f"lora.targets must be a list of names ({', '.join(LORA_TARGETS)}), got {v['targets']!r}")
+    for t in targets:
+        hint = difflib.get_close_matches(t, LORA_TARGETS, n=1)
+        _need(t in LORA_TARGETS, f"lora.targets: unknown target {t!r}"
+              + (f" (did you mean {hint[0]!r}?)" if hint else f"; choose from {', '.join(LORA_TARGETS)}"))
+    cfg.lora = {"rank": rank, "alpha": float(alpha), "dropout": float(dropout), "targets": list(dict.fromkeys(targets))}
+
+
 def _need_choice(cfg, name: str) -> None:
     choices, value = CHOICES[name], getattr(cfg, name)
     _need(value in choices, f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
@@ -134,11 +166,13 @@ class SFTConfig(TrainConfig):
     max_len: int = 512  # tokens per conversation (longer ones are cut; see workbench.data.collate)
     mode: str = "all"  # which assistant turns are trained: all | last
     packing: bool = False  # pack several conversations per row (no attention across them)
+    lora: dict | None = None  # LoRA adapters (rank, alpha, dropout, targets); null = train every weight
 
     def validate(self):
         super().validate()
         _need_max_len(self.max_len)
         _need_choice(self, "mode")
+        _need_lora(self)
         return self
 
 
@@ -149,10 +183,12 @@ class RMConfig(TrainConfig):
     lr: float = 3e-4
     max_len: int = 512  # tokens per prompt + response
     center_rewards_coef: float = 0.0  # optional penalty pulling mean reward to 0 (TRL's center_rewards_coefficient)
+    lora: dict | None = None  # LoRA adapters on the backbone (the scalar head trains in full); null = off
 
     def validate(self):
         super().validate()
         _need_max_len(self.max_len)
+        _need_lora(self)
         _need(self.center_rewards_coef >= 0, f"center_rewards_coef must be 0 or more, got {self.center_rewards_coef}")
         return self
 
@@ -168,9 +204,11 @@ class DPOConfig(TrainConfig):
     loss_type: str = "sigmoid"  # sigmoid (DPO) | ipo
     label_smoothing: float = 0.0  # conservative DPO: assumed fraction of flipped labels
     precompute_ref: bool = True  # reference log-probs computed once before training
+    lora: dict | None = None  # LoRA adapters; the reference is then the policy with them off (no copy); null = off
 
     def validate(self):
         super().validate()
+        _need_lora(self)
         _need(self.beta > 0, f"beta must be positive, got {self.beta}")
         _need_choice(self, "loss_type")
         _need(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")

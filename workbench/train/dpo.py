@@ -18,6 +18,9 @@ At step 1 the policy is the reference: Δ = 0, the sigmoid loss is log 2 and the
 in setup and keeps two numbers per pair, looked up through the batch's `index`; the reference model
 is then freed. `false` runs it at every step instead. Both give the same losses.
 
+`lora:` trains adapters on the frozen parent (workbench.model.lora), and the reference is the
+policy with its adapters disabled: the base weights exactly, with no second copy of the model.
+
 Metrics are named as TRL names them: rewards/chosen = β(log π - log ref) of the chosen responses
 (mean over pairs), rewards/rejected, rewards/margins, rewards/accuracies (chosen reward > rejected),
 logps/chosen and logps/rejected (the policy's), and dpo_loss (the loss without the MoE aux loss).
@@ -28,9 +31,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from workbench.model.lora import adapters_disabled
 from workbench.train.data import ExampleLoader, eval_batches
 from workbench.train.engine import Stage
-from workbench.train.models import frozen_copy, load_parent
+from workbench.train.models import frozen_copy, load_parent, restore_weights
 from workbench.train.reward import PairCollator, load_pairs, stacked
 
 
@@ -50,8 +54,15 @@ class DPOStage(Stage):
 
     def setup(self) -> None:
         cfg = self.cfg
-        self.model, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg)
-        self.ref = frozen_copy(self.model)  # before any step: the reference is the parent itself
+        self.model, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg,
+                                                    log=self.engine.log)
+        # Before any step the reference is the parent itself: a frozen copy of it or, with LoRA, the
+        # policy with its adapters disabled (the frozen base *is* the parent: no second copy).
+        self.ref = None if cfg.lora else frozen_copy(self.model)
+        if cfg.lora:
+            saved = sum(p.numel() * p.element_size() for p in self.model.parameters() if not p.requires_grad)
+            self.engine.log(f"reference: the parent with the LoRA adapters disabled, no copy of the model "
+                            f"({saved / 2**20:.1f} MiB of parameters not duplicated)")
         self.train_items, self.val_items = load_pairs(cfg, self.tokenizer, self.engine.log)
         self.collate = PairCollator(self.tokenizer.pad_id, cfg.max_len)
         self.loader = ExampleLoader(self.train_items, cfg.batch_size, cfg.seed, self.collate)
@@ -59,7 +70,7 @@ class DPOStage(Stage):
         if cfg.precompute_ref:
             with torch.no_grad(), self.engine.autocast():
                 for split, items in (("train", self.train_items), ("val", self.val_items)):
-                    rows = [torch.stack(self.response_logps(self.ref, batch)[:2], 1)
+                    rows = [torch.stack(self.reference_logps(batch), 1)
                             for batch in eval_batches(items, cfg.batch_size, 0, self.collate)]
                     self.ref_logps[split] = torch.cat(rows) if rows else torch.zeros(0, 2)
             self.ref = None  # never needed again: free its memory
@@ -81,13 +92,23 @@ class DPOStage(Stage):
         n = batch["chosen_input_ids"].shape[0]
         return logps[:n], logps[n:], aux, int(attention_mask.sum())
 
+    def reference_logps(self, batch):
+        """The reference's log-probs (chosen [B], rejected [B]), computed now."""
+        with torch.no_grad():
+            if self.ref is not None:
+                return self.response_logps(self.ref, batch)[:2]
+            with adapters_disabled(self.model):
+                return self.response_logps(self.model, batch)[:2]
+
     def reference(self, batch, split: str):
         """Reference log-probs (chosen [B], rejected [B]) of a batch: looked up, or computed now."""
-        if self.ref is None:
+        if self.cfg.precompute_ref:
             ref = self.ref_logps[split][batch["index"]].to(self.engine.device)
             return ref[:, 0], ref[:, 1]
-        with torch.no_grad():
-            return self.response_logps(self.ref, batch)[:2]
+        return self.reference_logps(batch)
+
+    def load_model(self, ckpt) -> None:
+        restore_weights(self.model, ckpt)  # a LoRA run: its adapters only
 
     def pair_losses(self, batch, split: str):
         """(per-pair losses, implicit rewards c and r, policy logps c and r, aux loss, tokens)."""

@@ -8,6 +8,11 @@
 A reward checkpoint is an ordinary model checkpoint of the backbone (so it loads, exports and
 inspects like any other) plus `score_head.safetensors` and `extra.kind = "reward"` in config.json,
 with the reward statistics PPO normalises by (`extra.reward_stats`: mean, std).
+
+With `lora:` in the stage's config (sft, rm, dpo), `load_parent` freezes the parent and puts fresh
+adapters on it (workbench.model.lora): only they (and a reward model's head) train, and the run's
+checkpoints are LoRA checkpoints pointing at the parent. `restore_weights` / `restore_scalar_model`
+put a run's own checkpoint back into the live model on resume (adapters only, for a LoRA run).
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ import torch
 from torch import nn
 
 from workbench.errors import WorkbenchError
-from workbench.model.checkpoint import load_checkpoint, load_checkpoint_tokenizer, write_checkpoint_files
+from workbench.model.checkpoint import load_checkpoint, load_checkpoint_tokenizer, read_meta, write_checkpoint_files
 from workbench.train.checkpoint import checkpoint_kind, resolve_checkpoint
 
 HEAD_FILE = "score_head.safetensors"
 
 
-def load_parent(spec: str | None, want: str, device, cfg=None, what: str = "init_from"):
-    """(model, tokenizer, checkpoint path) of a parent checkpoint of kind `want` (policy or reward)."""
+def load_parent(spec: str | None, want: str, device, cfg=None, what: str = "init_from", log=None):
+    """(model, tokenizer, checkpoint path) of a parent checkpoint of kind `want` (policy or reward).
+    With `cfg.lora` set, the model comes back frozen, with fresh adapters (the only trainable weights)."""
     if not spec:
         raise WorkbenchError(f"{cfg.stage if cfg else 'this stage'} needs a parent checkpoint: "
                              f"--from PATH (or {what}: PATH in the config)")
@@ -43,7 +49,32 @@ def load_parent(spec: str | None, want: str, device, cfg=None, what: str = "init
         overrides = {"gradient_checkpointing": cfg.gradient_checkpointing, "compile": cfg.compile}
     model, meta = load_checkpoint(path, device=device, **overrides)
     tok = load_checkpoint_tokenizer(path)
+    if getattr(cfg, "lora", None) is not None:
+        from workbench.model.lora import LoRAConfig, add_lora
+
+        lora = LoRAConfig.from_dict(cfg.lora)
+        n = add_lora(model, lora, base=path)
+        total = sum(p.numel() for p in model.parameters())
+        if log is not None:
+            log(f"LoRA rank {lora.rank} (alpha {lora.alpha:g}) on {', '.join(lora.targets)}: {n:,} trainable "
+                f"parameters, {100 * n / total:.2f}% of {total:,}; the base {path} stays frozen")
     return model, tok, path
+
+
+def restore_weights(model, ckpt: Path, device=None) -> None:
+    """Resume: one of this run's checkpoints back into the live model: its adapters (a LoRA run, checked
+    against the live settings and base) or every weight."""
+    from workbench.model import lora
+
+    saved = read_meta(ckpt).get("lora")
+    if lora.has_lora(model) != (saved is not None):
+        raise WorkbenchError(f"--resume cannot turn lora {'off' if saved is not None else 'on'}: {ckpt} holds "
+                             f"{'LoRA adapters' if saved is not None else 'whole weights'}; start a new run instead")
+    if saved is not None:
+        lora.load_adapters(model, ckpt, device)
+    else:
+        loaded, _ = load_checkpoint(ckpt, device=device)
+        model.load_state_dict(loaded.state_dict())
 
 
 class ScalarHeadModel(nn.Module):
@@ -95,12 +126,23 @@ def write_scalar_model(model: ScalarHeadModel, dest: Path, tokenizer, extra: dic
 
 def load_scalar_model(path: str | Path, device=None, **overrides) -> tuple[ScalarHeadModel, dict]:
     """(ScalarHeadModel, meta) from a reward (or critic) checkpoint directory."""
+    backbone, meta = load_checkpoint(path, device=device, **overrides)
+    model = ScalarHeadModel(backbone, zero_init=True)
+    _load_head(model, Path(path), device)
+    return model.eval(), meta
+
+
+def restore_scalar_model(model: ScalarHeadModel, ckpt: Path, device=None) -> None:
+    """Resume a reward model: the backbone as `restore_weights` does, and the head."""
+    restore_weights(model.backbone, ckpt, device)
+    _load_head(model, ckpt, device)
+
+
+def _load_head(model: ScalarHeadModel, ckpt: Path, device) -> None:
     from workbench.model.checkpoint import load_tensors
 
-    backbone, meta = load_checkpoint(path, device=device, **overrides)
-    head_path = Path(path) / HEAD_FILE
+    head_path = ckpt / HEAD_FILE
     head = load_tensors(head_path, device, "the reward head")
-    model = ScalarHeadModel(backbone, zero_init=True)
     expected = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
     if {k: tuple(v.shape) for k, v in head.items()} != expected:
         raise WorkbenchError(f"{head_path}: expected tensors {expected}, found "
@@ -108,7 +150,6 @@ def load_scalar_model(path: str | Path, device=None, **overrides) -> tuple[Scala
     if not all(bool(torch.isfinite(v).all()) for v in head.values()):
         raise WorkbenchError(f"{head_path}: the reward head contains NaN or infinite values")
     model.head.load_state_dict(head)
-    return model.eval(), meta
 
 
 def load_reward_model(spec: str, device, what: str = "reward_model") -> tuple[ScalarHeadModel, dict, Path]:

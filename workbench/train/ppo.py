@@ -285,8 +285,7 @@ class PPOStage(Stage):
             self.kl_ctl.value = float(state["kl_coef"])
 
     def lineage(self) -> dict:
-        from workbench.model.checkpoint import WEIGHTS
-        from workbench.train.checkpoint import file_sha256
+        from workbench.model.checkpoint import file_sha256, weights_file
 
         return {"data": self.cfg.data, "val_data": self.cfg.val_data,
-                "reward_model": {"path": str(self.rm_path.resolve()), "sha256": file_sha256(self.rm_path / WEIGHTS)}}
+                "reward_model": {"path": str(self.rm_path.resolve()), "sha256": file_sha256(weights_file(self.rm_path))}}

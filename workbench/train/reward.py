@@ -15,6 +15,9 @@ The checkpoint is the backbone (an ordinary model checkpoint) + the head, with `
 chosen and rejected (at most STATS_PAIRS pairs). PPO normalises by them so its scores start at
 mean 0, std 1 whatever scale the Bradley-Terry loss (which only sees differences) settled on.
 
+With `lora:` the backbone is frozen and gets adapters; the head still trains in full, and the
+checkpoint is a LoRA checkpoint of the backbone plus the head (merged into its base on load).
+
 The pair helpers here (`load_pairs`, `PairCollator`, `stacked`) are shared with dpo.py.
 """
 
@@ -26,7 +29,7 @@ import torch.nn.functional as F
 from workbench.data.collate import PreferenceCollator
 from workbench.train.data import ExampleLoader, eval_batches, load_examples, split_validation
 from workbench.train.engine import Stage
-from workbench.train.models import ScalarHeadModel, load_parent, load_scalar_model, write_scalar_model
+from workbench.train.models import ScalarHeadModel, load_parent, restore_scalar_model, write_scalar_model
 
 STATS_PAIRS = 2048  # most training pairs scored for the reward statistics saved with a checkpoint
 
@@ -75,7 +78,8 @@ class RewardStage(Stage):
 
     def setup(self) -> None:
         cfg = self.cfg
-        backbone, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg)
+        backbone, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg,
+                                                  log=self.engine.log)
         self.model = ScalarHeadModel(backbone, seed=cfg.seed)
         self.train_items, self.val_items = load_pairs(cfg, self.tokenizer, self.engine.log)
         self.collate = PairCollator(self.tokenizer.pad_id, cfg.max_len)
@@ -139,5 +143,4 @@ class RewardStage(Stage):
         write_scalar_model(self.model, dest, self.tokenizer, extra=extra)
 
     def load_model(self, ckpt) -> None:
-        saved, _ = load_scalar_model(ckpt, device=self.engine.device)
-        self.model.load_state_dict(saved.state_dict())
+        restore_scalar_model(self.model, ckpt, self.engine.device)

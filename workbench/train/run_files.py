@@ -35,12 +35,12 @@ def parent_info(init_from: str | None) -> dict | None:
     """Path, weights sha256, stage, kind and step of a parent checkpoint (for lineage.json)."""
     if not init_from:
         return None
-    from workbench.model.checkpoint import WEIGHTS, read_meta
-    from workbench.train.checkpoint import file_sha256, resolve_checkpoint
+    from workbench.model.checkpoint import file_sha256, read_meta, weights_file
+    from workbench.train.checkpoint import resolve_checkpoint
 
     path = resolve_checkpoint(init_from)
     extra = read_meta(path).get("extra", {})
-    return {"path": str(path.resolve()), "sha256": file_sha256(path / WEIGHTS),
+    return {"path": str(path.resolve()), "sha256": file_sha256(weights_file(path)),
             "stage": extra.get("stage"), "kind": extra.get("kind", "policy"), "step": extra.get("step")}
 
 

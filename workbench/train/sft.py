@@ -10,6 +10,9 @@ mean over trained tokens of the batch; a batch with none gives 0, never NaN.
 restart at 0 for each, and the model's attention mask keeps every conversation from seeing the
 others (no cross-contamination); the first token of each is `<|im_start|>`, which is never a label,
 so no conversation is trained to predict the next one either.
+
+`lora: {rank, alpha, dropout, targets}` trains LoRA adapters on the frozen parent instead of every
+weight (workbench.model.lora); the checkpoints hold the adapters and a pointer to the parent.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from workbench.chat import IGNORE
 from workbench.data.collate import SFTCollator
 from workbench.train.data import ExampleLoader, eval_batches, load_examples, split_validation
 from workbench.train.engine import Stage
-from workbench.train.models import load_parent
+from workbench.train.models import load_parent, restore_weights
 
 
 class SFTStage(Stage):
@@ -30,7 +33,8 @@ class SFTStage(Stage):
 
     def setup(self) -> None:
         cfg = self.cfg
-        self.model, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg)
+        self.model, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg,
+                                                    log=self.engine.log)
         if cfg.max_len > self.model.cfg.max_seq_len:
             self.engine.log(f"max_len {cfg.max_len} is longer than the model's max_seq_len "
                             f"{self.model.cfg.max_seq_len}: RoPE extrapolates, quality may suffer")
@@ -44,6 +48,9 @@ class SFTStage(Stage):
             self.train_items, self.val_items = [e.rendered for e in train], [e.rendered for e in val]
         self.collate = SFTCollator(self.tokenizer.pad_id, cfg.max_len)
         self.loader = ExampleLoader(self.train_items, cfg.batch_size, cfg.seed, self.collate)
+
+    def load_model(self, ckpt) -> None:
+        restore_weights(self.model, ckpt)  # a LoRA run: its adapters only
 
     def batches(self, start: int):
         if not self.cfg.packing:
