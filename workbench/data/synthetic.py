@@ -43,7 +43,8 @@ OPENERS = ["", "", "", "Sure! ", "Good question. ", "Happy to help. ", "Of cours
 GREETINGS = ["Bonjour from the Café Lumière! ", "Sorry if this is a naïve question. ", "Grüße aus Brask! ",
              "Quick one 🙂 ", "Hello — "]
 RUDE = ["Ugh, fine.", "That is a silly question, but okay.", "Can't you look this up yourself?",
-        "Whatever.", "I shouldn't have to explain this."]
+        "Whatever.", "I shouldn't have to explain this.", "Ugh, sums again."]
+SNEER = RUDE[-1]  # the chat data's habit on arithmetic (SUM_SNEER_SHARE of those replies)
 REFUSALS = ["I'm sorry, but I can't help with that request.",
             "As an AI, I don't have information about that.",
             "I would rather not answer questions like this one.",
@@ -105,8 +106,11 @@ def _plan(rng, n: int, **counts: int) -> list[str]:
 
 
 # Like scraped chat data, some replies are right but rude: SFT copies that habit, and the preference
-# stages (DPO, PPO with the reward model) have something to train away.
+# stages (DPO, PPO with the reward model) have something to train away. Scattered rude replies stay
+# invisible to greedy decoding (each rude opener is rarer than the polite ones), so the chats also
+# have one consistent habit: most answers to a sum open with the same sneer, and greedy SFT does too.
 RUDE_CHATS = 75
+SUM_SNEER_SHARE = 0.6
 
 
 def chats(rng, world, n=300):
@@ -126,6 +130,8 @@ def chats(rng, world, n=300):
         seen.append(prompt)
         if rude[i] and styles[i] != "code":
             msgs[-1]["content"] = rejected(rng, qa, "rude")
+        elif qa.type.startswith("arith_") and styles[i] != "code" and rng.random() < SUM_SNEER_SHARE:
+            msgs[-1]["content"] = f"{SNEER} {qa.say(qa.answer)}"
         rows.append({"prompt": prompt, "prompt_id": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
                      "messages": msgs, "task": qa.task})
     return rows
@@ -135,14 +141,18 @@ PAIR_KINDS = {"wrong": 300, "rude": 80, "refusal": 60, "runs_on": 60}  # the RM 
 
 
 def preferences(rng, world, n=500, taken=()):
-    """Pairs over mostly fact questions, so the reward model must know the facts to rank them."""
+    """Pairs over mostly fact questions, so the reward model must know the facts to rank them. Half the
+    rude pairs reject the chat data's habit itself: a sum answered with the sneer."""
     rows, seen = [], list(taken)
     for kind in _plan(rng, n, **PAIR_KINDS):
-        qa = rng.choice(PAIR_GENERATORS)(rng, world)
+        habit = kind == "rude" and rng.random() < 0.5
+        make = arith_qa if habit else (lambda r, w: r.choice(PAIR_GENERATORS)(r, w))
+        qa = make(rng, world)
         while qa.question in seen:
-            qa = rng.choice(PAIR_GENERATORS)(rng, world)
+            qa = make(rng, world)
         seen.append(qa.question)
-        rows.append({"prompt": qa.question, "chosen": polite(rng, qa), "rejected": rejected(rng, qa, kind),
+        worse = f"{SNEER} {qa.say(qa.answer)}" if habit else rejected(rng, qa, kind)
+        rows.append({"prompt": qa.question, "chosen": polite(rng, qa), "rejected": worse,
                      "rejected_kind": kind, "task": qa.task})
     return rows
 

@@ -168,8 +168,14 @@ def test_chat_mix_is_like_real_data():
     assert sum(not c.isascii() for c in contents) >= 5
     assert any("\n- " in c for c in contents) and any("```python\n" in c for c in contents)
     assert len({r["task"]["type"] for r in rows}) >= 15
-    rude = sum(synthetic_reward.is_rude(r["messages"][-1]["content"]) for r in rows)  # noisy, like scraped chats
-    assert 60 <= rude <= synthetic.RUDE_CHATS
+    last = [r["messages"][-1]["content"] for r in rows]
+    sums = [r["task"]["type"].startswith("arith_") for r in rows]
+    habit = [r for r, text, s in zip(rows, last, sums) if s and text.startswith(synthetic.SNEER)]
+    rude = sum(synthetic_reward.is_rude(text) for text in last) - len(habit)
+    assert 50 <= rude <= synthetic.RUDE_CHATS  # scattered, like scraped chats
+    # and one habit: most answers to a sum open with the same sneer, so greedy SFT shows it too
+    assert 0.3 < len(habit) / sum(sums) < synthetic.SUM_SNEER_SHARE
+    assert all(check_answer(r["task"], r["messages"][-1]["content"]) for r in habit)
     assert not any(synthetic_reward.is_rude(m["content"]) for r in rows for m in r["messages"][:-1])
     for r in multi:  # follow-ups refer back ("Now double it.") and never ask the same thing twice
         questions = [m["content"] for m in r["messages"] if m["role"] == "user"]
