@@ -41,3 +41,19 @@ def test_refuses_the_current_directory_its_parents_and_folders_holding_the_input
 def test_atomic_write_text(tmp_path):
     atomic_write_text(tmp_path / "f.txt", "hello")
     assert (tmp_path / "f.txt").read_text() == "hello" and os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_atomic_writes_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path):
+    import os
+
+    from workbench.io import atomic_write_bytes, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.png", b"\x89PNG")
+        atomic_write_text(tmp_path / "b.md", "# hi")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.png").read_bytes() == b"\x89PNG" and (tmp_path / "b.md").read_text() == "# hi"
+    assert {(tmp_path / n).stat().st_mode & 0o777 for n in ("a.png", "b.md")} == {0o644}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind

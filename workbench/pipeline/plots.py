@@ -11,8 +11,6 @@ metrics.jsonl, so they include every resumed session.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 MISSING = "curves not drawn: matplotlib is not installed (pip install 'workbench[report]')"
@@ -31,18 +29,12 @@ def _series(records: list[dict], key: str, event: str = "train") -> tuple[list, 
 
 
 def _save(fig, path: Path) -> None:
-    """savefig into memory, then a temporary sibling renamed into place: never a half-written PNG."""
+    """savefig into memory, then written atomically: never a half-written PNG."""
+    from workbench.io import atomic_write_bytes
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _style(ax, title: str) -> None:
