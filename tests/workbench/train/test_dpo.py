@@ -32,11 +32,12 @@ def test_init_is_log2_and_precomputed_reference_matches_live(sft_run, tmp_path):
 
 
 def test_loss_falls_and_accuracy_rises(sft_run, tmp_path):
-    _, records = _dpo(tmp_path / "dpo", sft_run, "max_steps=20", "batch_size=16", "lr=1e-3", "beta=0.1",
+    _, records = _dpo(tmp_path / "dpo", sft_run, "max_steps=30", "batch_size=16", "lr=1e-3", "beta=0.1",
                       "warmup_steps=3")
     curve, acc = losses(records, "dpo_loss"), losses(records, "rewards/accuracies")
     first, last = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
-    assert last < first - 0.15, (first, last)  # measured: 0.55-0.62 -> 0.36-0.39 over seeds 0-3
+    # measured, seed 0 on the current sample data: 0.66 -> 0.43, accuracy 0.71 (20 steps: 0.66 -> 0.52)
+    assert last < first - 0.15, (first, last)
     # seed 0 on the 500 pairs (mostly wrong facts, hard for a 60-step model): 0.56 -> 0.65
     assert sum(acc[-5:]) / 5 >= 0.6 and sum(acc[-5:]) / 5 > sum(acc[:5]) / 5 + 0.05, acc
     assert sum(losses(records, "rewards/margins")[-5:]) / 5 > 0.3
