@@ -5,6 +5,7 @@
     workbench tokenizer train sample_data/text.jsonl --vocab-size 4096 --out tok.tiktoken
     workbench data quality train --good ../shared/data/chat_lima.jsonl --bad ../shared/data/text_c4_demo.jsonl --out runs/quality
     workbench data prepare ../shared/data/text_c4_demo.jsonl --out runs/c4 --quality-model runs/quality --quality-threshold 0.5
+    workbench data prepare --mix ../shared/data/text_c4_demo.jsonl=0.7 --mix ../shared/data/text_tinyshakespeare.txt=0.3 --out runs/mix
 
 Thin: options become config overrides; the work is in workbench/data/prepare.py,
 workbench/data/quality_model.py and workbench/tokenizer_train.py.
@@ -25,7 +26,7 @@ tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a byte-level BPE t
 
 @data_app.command("prepare")
 def prepare(
-    inputs: List[str] = typer.Argument(..., help=".txt, .jsonl/.json (a text field), .parquet files or folders of them."),
+    inputs: Optional[List[str]] = typer.Argument(None, help=".txt, .jsonl/.json (a text field), .parquet files or folders of them (or --mix)."),
     out: str = typer.Option(..., "--out", "-o", help="Output folder: train_*.bin, val_*.bin, index.json, report.json, report.md."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (see configs/data/prepare.yaml for every setting)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="cl100k_base (default) or a .tiktoken file from `workbench tokenizer train`."),
@@ -39,29 +40,39 @@ def prepare(
     quality_threshold: Optional[float] = typer.Option(None, "--quality-threshold", help="Keep documents scoring at least this (0-1, default 0.5)."),
     write_removed: bool = typer.Option(False, "--write-removed", help="Also write removed.jsonl: what the heuristic filters removed (a --bad file for `quality train`)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) unreadable records and files instead of stopping."),
+    mix: Optional[List[str]] = typer.Option(None, "--mix", help="A weighted source, PATH=WEIGHT (repeatable, instead of INPUTS): the train shards hold these shares of tokens."),
+    mix_tokens: Optional[int] = typer.Option(None, "--mix-tokens", help="Train tokens of the mix (default: the scarcest source at one epoch; more repeats documents)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Processes for the filters, the classifier and PII (default 0: every core; 1: none). Same output for any number."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists and is not empty."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
 ):
     """Clean, filter, deduplicate, scrub PII, tokenize and pack documents into training shards."""
     from workbench.cli import _Console, _run
+    from workbench.data.mix import parse_mix
 
     overrides = {k: v for k, v in {
         "pack.tokenizer": tokenizer, "pack.seq_len": seq_len, "pack.val_fraction": val_fraction,
         "input.text_field": text_field, "input.txt_split": txt_split,
         "input.skip_bad": skip_bad or None, "filters.enabled": False if no_quality else None,
         "dedup.near": False if no_near_dedup else None, "classifier.model": quality_model,
-        "classifier.threshold": quality_threshold, "report.write_removed": write_removed or None}.items()
+        "classifier.threshold": quality_threshold, "report.write_removed": write_removed or None,
+        "parallel.workers": workers, "mix.tokens": mix_tokens}.items()
         if v is not None}
 
     def go():
+        if mix:
+            overrides["mix.sources"] = parse_mix(mix)
         from workbench.data.prepare import load_config
         from workbench.data.prepare import prepare as run_prepare
         from workbench.data.prepare_report import print_report
+        from workbench.errors import WorkbenchError
 
         cfg = load_config(config, overrides)
+        if not inputs and not cfg.mix.sources:
+            raise WorkbenchError("give input files or folders, or a mix of sources: --mix PATH=WEIGHT (repeatable)")
         err = _Console(stderr=True)
         with err.status("reading...") as status:
-            report = run_prepare(inputs, out, cfg, force=force,
+            report = run_prepare(inputs or [], out, cfg, force=force,
                                  progress=lambda n: status.update(f"{n:,} documents read"))
         if as_json:
             _Console().print_json(json.dumps(report, ensure_ascii=False))

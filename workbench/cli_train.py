@@ -4,10 +4,13 @@
     workbench train sft --config configs/sft/tiny.yaml --from runs/pretrain --out runs/sft
     workbench train sft --resume runs/sft max_steps=400      # continue (and extend) a stopped run
     workbench train pretrain lr=1e-3 "model={n_layers: 2}"    # KEY=VALUE overrides, values are YAML
+    workbench train sft --from runs/pretrain --out runs/sft --nproc 2   # 2 processes (torchrun, DDP)
 
 Thin: the config comes from workbench.train.config (file < overrides), the loop is
 workbench.train.engine.train; this file only turns the engine's events into a progress bar (or
 plain lines when stdout is not a terminal), handles Ctrl-C, and prints what to run next.
+With --nproc N it starts torchrun, whose N processes each run this same command (rank 0 prints;
+see workbench/train/distributed.py).
 Nothing heavy is imported at module level, so `workbench --help` stays fast.
 """
 
@@ -160,7 +163,9 @@ class Display:
     def _start(self, e: dict) -> None:
         self.max_steps = int(e["max_steps"])
         how = f"resumed from {e['resumed_from']} at step {e['step']}" if e.get("resumed_from") else "new run"
-        self.print(f"{e['run_dir']}: {how}; {e['params']:,} trainable parameters on {e['device']} "
+        world = int(e.get("world_size") or 1)
+        procs = f" x {world} processes{' (FSDP)' if e.get('fsdp') else ''}" if world > 1 else ""
+        self.print(f"{e['run_dir']}: {how}; {e['params']:,} trainable parameters on {e['device']}{procs} "
                    f"({e['dtype']}), {self.max_steps} step{'s' if self.max_steps != 1 else ''}", self.stage)
         if e["step"] >= self.max_steps:
             self.print(f"already at step {e['step']} of max_steps {self.max_steps}; raise it "
@@ -282,8 +287,19 @@ def run_stage(stage: str, *, config: str | None = None, init_from: str | None = 
     from workbench.errors import WorkbenchError
     from workbench.train.config import load_config
 
+    from workbench.train import distributed
+
     overrides = list(overrides or [])
+    world = distributed.from_env()
     console = console or _cli()._Console()
+    if not world.main:  # rank 0 speaks for the job
+        from rich.console import Console
+
+        console = Console(quiet=True)
+        callbacks = ()
+    if world.active and not (out or resume):
+        raise WorkbenchError("under torchrun every process must write to the same run: give --out RUN "
+                             "(or use `workbench train STAGE --nproc N`, which chooses one)")
     for item in overrides:  # `workbench train sft runs/pretrain`: a path where an option was meant
         if "=" not in item and Path(item).exists():
             option = "--config" if item.endswith((".yaml", ".yml")) else "--from"
@@ -330,7 +346,8 @@ def run_stage(stage: str, *, config: str | None = None, init_from: str | None = 
     parent = cfg.init_from if cfg is not None else _saved_config(run_dir).get("init_from")
     result["interrupts"] = interrupt.count
     result["next"] = _next_commands(stage, result, parent, config) if result["status"] == "finished" else []
-    _summary(console, stage, result, display)
+    if world.main:
+        _summary(console, stage, result, display)
     return result
 
 
@@ -363,18 +380,32 @@ def _command(stage: str):
         out: Optional[str] = typer.Option(None, "--out", "-o", help=f"New run directory (default runs/{stage}-YYYYmmdd-HHMMSS)."),
         resume: Optional[str] = typer.Option(None, "--resume", help="Continue this stopped or crashed run (KEY=VALUE changes its config)."),
         every: int = typer.Option(0, "--print-every", help="Without a terminal: one line every N steps (0 = about 20 lines)."),
+        nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU; gloo on CPU): DDP through torchrun."),
+        nnodes: int = typer.Option(1, "--nnodes", help="Machines in the job (each runs this command with its --node-rank)."),
+        node_rank: int = typer.Option(0, "--node-rank", help="This machine's rank among --nnodes (0 hosts the rendezvous)."),
+        rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of node rank 0, with --nnodes > 1."),
     ):
         cli = _cli()
         if every < 0:
             cli._fail(f"--print-every must be 0 or more, got {every}")
         console = cli._Console()
+        if nproc != 1 or nnodes != 1 or rdzv_endpoint:
+            cli._run(lambda: _launch(stage, console, config=config, init_from=init_from, out=out, resume=resume,
+                                     overrides=overrides or [], every=every, nproc=nproc, nnodes=nnodes,
+                                     node_rank=node_rank, endpoint=rdzv_endpoint))
+            return
 
         def go():
+            from workbench.train import distributed
+
             try:
                 result = run_stage(stage, config=config, init_from=init_from, out=out, resume=resume,
                                    overrides=overrides, every=every, console=console)
             except KeyboardInterrupt:
                 result = {"interrupts": 2}
+            except BaseException as e:  # under torchrun: the error goes where the launcher reads it
+                distributed.record_failure(distributed.from_env(), e)
+                raise
             if result["interrupts"] >= 2:  # a second Ctrl-C: abort, as the shell expects (128 + SIGINT)
                 console.print("aborted by a second Ctrl-C", highlight=False)
                 raise typer.Exit(130)
@@ -383,6 +414,52 @@ def _command(stage: str):
 
     command.__name__ = stage
     return command
+
+
+def _launch(stage: str, console, *, config, init_from, out, resume, overrides, every, nproc, nnodes, node_rank,
+            endpoint) -> None:
+    """`--nproc N`: run this same command in N processes through torchrun (in this process), each
+    process one rank; they pick up RANK/WORLD_SIZE from the environment torchrun gives them."""
+    import shlex
+
+    from workbench.errors import WorkbenchError
+    from workbench.train import distributed
+
+    if distributed.under_launcher():
+        raise WorkbenchError("--nproc/--nnodes start the job's processes; under torchrun leave them out")
+    if out and resume:
+        raise WorkbenchError("--out and --resume are exclusive: --resume RUN continues RUN in place")
+    if not (out or resume):
+        if nnodes > 1:
+            raise WorkbenchError("with --nnodes give --out RUN: the same path on every machine (a shared disk)")
+        out = str(new_run_dir(stage))
+    argv = ["train", stage, *overrides]
+    for option, value in (("--config", config), ("--from", init_from), ("--out", out), ("--resume", resume)):
+        if value:
+            argv += [option, value]
+    if every:
+        argv += ["--print-every", str(every)]
+    options = distributed.torchrun_args(nproc, nnodes, node_rank, endpoint)
+    console.print(f"torchrun {shlex.join([*options, '-m', 'workbench', *argv])}", highlight=False,
+                  markup=False, soft_wrap=True)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    try:
+        distributed.launch(argv, nproc, nnodes, node_rank, endpoint)
+    except SignalException:  # Ctrl-C: torchrun passed it on; the ranks stop after a step and save
+        status = _saved_status(Path(out or resume))
+        if status != "stopped":
+            console.print(f"aborted (the run's status: {status or 'unknown'})", highlight=False)
+            raise typer.Exit(130)
+
+
+def _saved_status(run_dir: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((run_dir / "lineage.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError):
+        return None
 
 
 for _stage in STAGES:

@@ -79,3 +79,14 @@ def test_a_range_error_in_the_config_names_the_file(tmp_path):
     r = runner.invoke(app, ["data", "prepare", str(SAMPLE / "text.jsonl"), "--out", str(tmp_path / "o"),
                             "--config", str(cfg)])
     assert r.exit_code == 1 and "prep.yaml" in r.output and "threshold" in r.output, r.output
+
+
+def test_prepare_workers_option(tmp_path):
+    args = ["data", "prepare", str(SAMPLE / "text.jsonl"), "--seq-len", "64", "--no-quality", "--json"]
+    one = runner.invoke(app, [*args, "--out", str(tmp_path / "one"), "--workers", "1"])
+    two = runner.invoke(app, [*args, "--out", str(tmp_path / "two"), "-j", "2"])
+    assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
+    assert json.loads(two.stdout)["throughput"]["workers"] == 2  # 1,418 documents: 15 batches, so the pool ran
+    assert (tmp_path / "one" / "train_00000.bin").read_bytes() == (tmp_path / "two" / "train_00000.bin").read_bytes()
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--workers", "-1"])
+    assert r.exit_code == 1 and "parallel.workers must be 0 (every core) or more" in r.output

@@ -56,12 +56,24 @@ class ReadStats:
     bytes: int = 0  # UTF-8 bytes of the documents read
     skipped: Counter = field(default_factory=Counter)  # reason -> records (or files) skipped
     first_skipped: dict = field(default_factory=dict)  # reason -> "file:line: detail"
+    # (path, "line" | "record", n) of the document last yielded; where(position) names it in a message
+    position: tuple = ()
 
     def skip(self, reason: str, where: str, skip_bad: bool, hint: str = " (--skip-bad skips it)"):
         if not skip_bad:
             raise WorkbenchError(where + hint)
         self.skipped[reason] += 1
         self.first_skipped.setdefault(reason, where)
+
+    @staticmethod
+    def where(position: tuple) -> str:
+        """'file:line' of a document (its first line for .txt), 'file record N' in a parquet file."""
+        path, kind, n = position
+        if kind == "line":
+            return f"{path}:{n}"
+        if Path(path).suffix.lower() == ".parquet":
+            return f"{path} record {n - 1}"
+        return f"{path}:{_line_of_record(Path(path), n)}"  # a re-scan, so only on the error path
 
 
 def list_files(inputs: list[str]) -> list[Path]:
@@ -134,16 +146,19 @@ def _stream(builder: str, path: Path, **kw):
 def _txt_documents(path: Path, cfg: ReadConfig, stats: ReadStats):
     ds = _stream("text", path, keep_linebreaks=True, encoding="utf-8-sig")
     buf: list[str] = []  # lines of the current paragraph / chunk / file
-    words = 0
+    words = lineno = 0
     for batch in ds.iter(batch_size=cfg.batch_size * 10):
         for line in batch["text"]:
             stats.records += 1
+            lineno += 1
             if cfg.txt_split == "line":
                 if line.strip():
+                    stats.position = (str(path), "line", lineno)
                     yield line.rstrip("\n")
                 continue
             if cfg.txt_split != "file" and not line.strip() and buf:  # a blank line ends a paragraph
                 if cfg.txt_split == "paragraph" or words >= cfg.txt_chunk_words:
+                    stats.position = (str(path), "line", lineno - len(buf))  # buf starts with a non-blank line
                     yield "".join(buf).strip("\n")
                     buf, words = [], 0
                     continue
@@ -151,6 +166,7 @@ def _txt_documents(path: Path, cfg: ReadConfig, stats: ReadStats):
                 buf.append(line)
                 words += len(line.split())
     if "".join(buf).strip():
+        stats.position = (str(path), "line", lineno + 1 - len(buf))
         yield "".join(buf).strip("\n")
 
 
@@ -171,6 +187,7 @@ def _record_documents(path: Path, cfg: ReadConfig, stats: ReadStats):
                 n += 1
                 stats.records += 1
                 if isinstance(text, str):
+                    stats.position = (str(path), "record", n)
                     yield text
                 else:
                     where = f"{path}:{_line_of_record(path, n)}" if builder == "json" else f"{path} record {n - 1}"
@@ -228,6 +245,7 @@ def _json_lines_slowly(path: Path, cfg: ReadConfig, stats: ReadStats, skip: int)
             good += 1
             if good > skip:
                 stats.records += 1
+                stats.position = (str(path), "line", lineno)
                 yield text
     if good == 0 and not stats.skipped:
         stats.skip("no records", f"{path}: no records", cfg.skip_bad)

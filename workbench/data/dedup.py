@@ -99,6 +99,14 @@ def shingles(text: str, n: int) -> list[str]:
     return list({" ".join(words[i:i + n]) for i in range(len(words) - n + 1)})
 
 
+def signatures(texts: list[str], cfg: DedupConfig) -> list:
+    """Each text's MinHash signature (rensa RMinHash, picklable): a function of the text alone, so
+    prepare's worker processes compute them and NearDedup.add_batch takes them."""
+    import rensa
+
+    return rensa.RMinHash.from_token_sets([shingles(t, cfg.shingle_size) for t in texts], cfg.num_perm, cfg.seed)
+
+
 def lsh_bands(num_perm: int, threshold: float) -> int:
     """Bands for the LSH index: the fewest (each as long as possible, so fewer false candidates, and
     less memory: rensa stores ~60 bytes per band per document) that still make a pair one standard
@@ -136,14 +144,13 @@ class NearDedup:
         self._clusters: dict[int, _Cluster] = {}  # root -> cluster, only for clusters of 2 or more
         self.next_key = 0
 
-    def add_batch(self, texts: list[str]) -> list[int | None]:
+    def add_batch(self, texts: list[str], sigs: list | None = None) -> list[int | None]:
         """For each text: None if kept, else the key of its cluster's first (kept) member. Every text
-        is indexed and gets the next key, so later documents can join its cluster through it."""
+        is indexed and gets the next key, so later documents can join its cluster through it.
+        `sigs`: the texts' signatures() when computed elsewhere (prepare's workers)."""
         if not texts:
             return []
-        cfg = self.cfg
-        sigs = self._rensa.RMinHash.from_token_sets([shingles(t, cfg.shingle_size) for t in texts],
-                                                    cfg.num_perm, cfg.seed)
+        sigs = signatures(texts, self.cfg) if sigs is None else sigs
         rows = np.array([s.digest() for s in sigs], dtype=np.uint32)
         out: list[int | None] = []
         for text, sig, row in zip(texts, sigs, rows):

@@ -4,9 +4,11 @@
     print_report(json.load(open("runs/data/report.json")), rich.console.Console())
 
 Both read the report dict that prepare() returns and saves as report.json (keys: version, created,
-inputs, out, input, steps[], retained, output, seconds, throughput, config). Characters are measured
-at every step; tokens only after tokenization, so the "tokens out" column of earlier steps is the
-characters divided by the output's characters per token — an estimate, marked with "~".
+inputs, out, input, steps[], retained, output, seconds, throughput, config, and `mix` for a mix of
+sources). Characters are measured at every step; tokens only after tokenization, so the "tokens out"
+column of earlier steps is the characters divided by the output's characters per token — an
+estimate, marked with "~". A mix adds two tables: per source the requested and achieved share of the
+train tokens, epochs, repeats; and per source the documents each step removed.
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ HEADER = ["step", "docs in", "docs out", "kept", "chars out", "tokens out", "s",
 
 def _summary(report: dict) -> list[str]:
     out, inp, r = report["output"], report["input"], report["retained"]
+    kept = report["steps"][-1]["docs_out"]  # what the pipeline kept; a mix's shards may repeat or leave out some
+    mix = report.get("mix")
+    mixed = (f"; the mix of {len(mix['sources'])} sources holds {out['documents']:,} of them (repeats included)"
+             if mix else "")
     lines = [f"{inp['documents']:,} documents ({inp['bytes'] / 1e6:.2f} MB) from {inp['files']} file(s) -> "
-             f"{out['documents']:,} kept ({r['documents']:.1%} of documents, {r['chars']:.1%} of characters), "
+             f"{kept:,} kept ({r['documents']:.1%} of documents, {r['chars']:.1%} of characters){mixed}, "
              f"{out['tokens']:,} tokens ({out['dtype']}, tokenizer {out['tokenizer']['name']})",
              f"train: {out['train']['documents']:,} documents, {out['train']['tokens']:,} tokens, "
              f"{out['train']['windows']:,} windows of {out['seq_len']}; val: {out['val']['documents']:,} "
@@ -100,12 +106,61 @@ def _cluster_lines(c: dict) -> list[str]:
     return lines
 
 
+MIX_HEADER = ["source", "weight", "share", "train tokens", "epochs", "docs in mix", "repeats", "unused", "val docs"]
+COUNT_STEPS = {"normalise": "normalise", "boilerplate_lines": "boilerplate", "quality": "quality",
+               "classifier": "classifier", "exact_dedup": "exact dup", "near_dedup": "near dup"}
+
+
+def _names(report: dict, short: bool) -> list[str]:
+    """The sources' paths, or (the terminal's narrow tables) their file names when those are distinct."""
+    paths = [s["path"] for s in report["mix"]["sources"]]
+    names = [path.rstrip("/").rsplit("/", 1)[-1] for path in paths]
+    return names if short and len(set(names)) == len(names) else paths
+
+
+def _mix_rows(report: dict, short: bool = False) -> list[list[str]]:
+    """One row per source of a mix: requested and achieved share of the train tokens, epochs, documents."""
+    return [[name, f"{s['weight']:.3f}", f"{s['share']:.3f}", f"{s['tokens']:,}", f"{s['epochs']:.2f}",
+             f"{s['documents_in_mix']:,}", f"{s['repeats']:,}", f"{s['unused_documents']:,}",
+             f"{s['val']['documents']:,}"] for name, s in zip(_names(report, short), report["mix"]["sources"])]
+
+
+def _source_counts(report: dict, short: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Per source of a mix: documents read, removed by each step, kept (dedup across sources included)."""
+    names = [n for n in COUNT_STEPS if any(s["name"] == n for s in report["steps"])]
+    rows = []
+    for source, src in zip(_names(report, short), report["mix"]["sources"]):
+        steps = {s["name"]: s for s in src["steps"]}
+        rows.append([source, f"{steps['read']['docs_in']:,}"]
+                    + [f"{steps[n]['docs_in'] - steps[n]['docs_out']:,}" for n in names]
+                    + [f"{steps['tokenize']['docs_out']:,}", f"{steps['tokenize']['tokens_out']:,}"])
+    return ["source", "read", *[COUNT_STEPS[n] for n in names], "kept", "tokens"], rows
+
+
+def _mix_lines(report: dict) -> list[str]:
+    m = report["mix"]
+    lines = [f"train tokens: {m['tokens']:,} ({m['basis']}), seed {m['seed']}; shares are of the train split, "
+             "val holds each source's held-out documents once"]
+    if m["max_share_error"] > 0.01:
+        lines.append(f"a share misses its weight by {m['max_share_error']:.3f}: a source has too few documents for "
+                     "this size (documents are not cut)")
+    return lines
+
+
+def _table_md(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)] + \
+        ["| " + " | ".join(r) + " |" for r in rows] + [""]
+
+
 def to_markdown(report: dict) -> str:
     lines = ["# Data preparation report", "", f"Created {report['created']}; inputs: "
              + ", ".join(f"`{i}`" for i in report["inputs"]), ""]
     lines += [f"- {line}" for line in _summary(report)] + [""]
-    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" + "---:|" * (len(HEADER) - 1)]
-    lines += ["| " + " | ".join(r) + " |" for r in _rows(report)] + [""]
+    lines += _table_md(HEADER, _rows(report))
+    if report.get("mix"):
+        lines += ["## mix", ""] + [f"- {line}" for line in _mix_lines(report)] + [""]
+        lines += _table_md(MIX_HEADER, _mix_rows(report))
+        lines += ["Documents per source: read, removed by each step, kept:", ""] + _table_md(*_source_counts(report))
     for heading, items in _details(report):
         lines += [f"## {heading}", ""]
         for item in items:
@@ -122,14 +177,20 @@ def print_report(report: dict, console) -> None:
 
     from rich import box
 
-    table = Table(title="workbench data prepare (tokens: ~ = estimated from characters)", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
-    rows = _rows(report)
-    for i, h in enumerate(HEADER):  # numbers never cut: headers wrap instead
-        table.add_column(h, justify="left" if i == 0 else "right", min_width=max(len(r[i]) for r in rows))
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    def table(title: str, header: list[str], rows: list[list[str]]):
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for i, h in enumerate(header):  # numbers never cut: headers wrap instead
+            t.add_column(h, justify="left" if i == 0 else "right", min_width=max(len(r[i]) for r in rows))
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+
+    table("workbench data prepare (tokens: ~ = estimated from characters)", HEADER, _rows(report))
+    if report.get("mix"):
+        table("mix: the train split's shares of tokens", MIX_HEADER, _mix_rows(report, short=True))
+        for line in _mix_lines(report):
+            console.print(Text(line))
+        table("documents per source: read, removed by each step, kept", *_source_counts(report, short=True))
     for heading, items in _details(report):
         console.print(Text(heading, style="bold"))
         for item in items:

@@ -131,7 +131,7 @@ class Transformer(nn.Module):
         """log p of each next label ([B, T-1], 0 where labels[t+1] is -100), its mask, and the aux loss.
 
         What DPO and PPO need: fp32 log-softmax, chunked over tokens like the loss."""
-        out = self.forward(input_ids, attention_mask=attention_mask, return_hidden=True, logits_to_keep=0)
+        out = self(input_ids, attention_mask=attention_mask, return_hidden=True, logits_to_keep=0)  # DDP's hooks
         lp, mask = token_logprobs(out.hidden, self.lm_head.weight, labels, vocab_limit=self.cfg.vocab_size,
                                   temperature=temperature)
         return lp, mask, out.aux_loss

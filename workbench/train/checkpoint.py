@@ -75,7 +75,8 @@ def checkpoint_kind(path: str | Path) -> str:
 def save(run_dir: Path, step: int, write_model, optimizer, trainer: dict, keep: int = 0) -> Path:
     """Write RUN/checkpoints/step-N atomically, point `latest` at it, prune old ones.
 
-    `write_model(tmp)` writes the stage's model files into the temporary directory."""
+    `write_model(tmp)` writes the stage's model files into the temporary directory; `optimizer` is
+    the optimizer or its state dict (FSDP's, gathered and keyed by parameter name)."""
     import random
 
     folder = Path(run_dir) / CHECKPOINTS
@@ -85,7 +86,8 @@ def save(run_dir: Path, step: int, write_model, optimizer, trainer: dict, keep: 
         rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save({"optimizer": optimizer.state_dict(), "rng": rng}, tmp / STATE)
+        state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
+        torch.save({"optimizer": state, "rng": rng}, tmp / STATE)
         (tmp / TRAINER).write_text(json.dumps({"step": step, **trainer}, indent=2) + "\n")
     atomic_write_text(folder / LATEST, dest.name + "\n")
     if keep:

@@ -146,15 +146,21 @@ class TrainConfig:
 @dataclass
 class PretrainConfig(TrainConfig):
     stage: str = "pretrain"
-    data: str | None = "sample_data/text.jsonl"
+    # raw text or a `workbench data prepare` folder; or {path: weight}, raw text sources mixed by token share
+    data: str | dict | None = "sample_data/text.jsonl"
     preset: str = "tiny"  # model preset when starting from scratch (no init_from)
     model: dict = field(default_factory=dict)  # overrides of the preset's fields, e.g. {n_layers: 2}
     tokenizer: str | None = None  # cl100k_base (default), another tiktoken encoding or a .tiktoken file
     seq_len: int = 256  # tokens per training window (documents are packed, <|endoftext|> between them)
+    fsdp: bool = False  # several processes: shard weights, gradients and AdamW state (FSDP2) instead of DDP
 
     def validate(self):
         super().validate()
         _need(self.seq_len >= 1, f"seq_len must be at least 1, got {self.seq_len}")
+        if isinstance(self.data, dict):
+            from workbench.data.mix import check_sources
+
+            check_sources(self.data, "data", raw_text=True)
         return self
 
 
@@ -167,12 +173,15 @@ class SFTConfig(TrainConfig):
     mode: str = "all"  # which assistant turns are trained: all | last
     packing: bool = False  # pack several conversations per row (no attention across them)
     lora: dict | None = None  # LoRA adapters (rank, alpha, dropout, targets); null = train every weight
+    fsdp: bool = False  # several processes: shard weights, gradients and AdamW state (FSDP2) instead of DDP
 
     def validate(self):
         super().validate()
         _need_max_len(self.max_len)
         _need_choice(self, "mode")
         _need_lora(self)
+        _need(not (self.fsdp and self.lora), "fsdp and lora together: LoRA trains small adapters, which DDP "
+              "replicates cheaply; set fsdp: false (or drop lora)")
         return self
 
 
@@ -346,6 +355,15 @@ def _coerce(key: str, value, annotation: str, where):
     base = annotation.replace(" | None", "")
     if value is None and optional:
         return None
+    if " | " in base:  # a union (pretrain's data: str | dict): the first kind that fits
+        kinds = base.split(" | ")
+        for kind in kinds:
+            try:
+                return _coerce(key, value, kind, where)
+            except WorkbenchError:
+                pass
+        raise WorkbenchError(f"{where}: {key} must be {' or '.join(_KINDS[k] for k in kinds)}"
+                             f"{' or null' if optional else ''}, got {value!r}")
     if base == "float" and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
         try:
             value = float(value)

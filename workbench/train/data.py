@@ -73,6 +73,31 @@ def split_validation(examples: list, fraction: float, seed: int = 0) -> tuple[li
     return [e for e in examples if id(e) not in val_ids], [e for e in examples if id(e) in val_ids]
 
 
+def mix_documents(sources: dict, tok, *, val_fraction: float, seed: int, fmt: str | None = None,
+                  skip_bad: bool = False, log=None) -> tuple[list[np.ndarray], list[np.ndarray], list[dict]]:
+    """Pretraining on a mix of raw text sources, {path: weight}: each source is encoded and split
+    (val_fraction of its documents held out), then its train documents are sampled so the stream
+    holds the weights' shares of tokens, as `workbench data prepare --mix` does (data/mix.py): the
+    scarcest source relative to its weight once, the others subsampled, interleaved by `seed`.
+    Returns (train documents in stream order, val documents, per source {path, share, epochs, ...})."""
+    from workbench.data.mix import describe, mix_order
+
+    train, val = [], []
+    for path in sources:
+        examples, _ = load_examples(path, "text", tok, max_len=None, fmt=fmt, skip_bad=skip_bad, log=log)
+        kept, held = split_validation(examples, val_fraction, seed)
+        train.append([np.asarray(e.rendered.input_ids, dtype=np.int64) for e in kept])
+        val += [np.asarray(e.rendered.input_ids, dtype=np.int64) for e in held]
+    lengths = [np.array([len(d) for d in docs], dtype=np.int64) for docs in train]
+    order = mix_order(lengths, list(sources.values()), 0, seed)
+    rows = [{"path": path, **row} for path, row in zip(sources, describe(*order, lengths, list(sources.values())))]
+    if log is not None:
+        for r in rows:
+            log(f"mix: {r['path']}: {r['tokens']:,} train tokens, share {r['share']:.3f} (weight {r['weight']:.3f}), "
+                f"{r['epochs']:.2f} epochs ({r['documents_in_mix']:,} of {r['documents']:,} documents)")
+    return [train[k][i] for k, i in zip(*(a.tolist() for a in order))], val, rows
+
+
 class ExampleLoader:
     """Shuffled batches of examples, epoch after epoch; the order is a function of (seed, epoch) only.
 

@@ -16,7 +16,9 @@ At step 1 the policy is the reference: Δ = 0, the sigmoid loss is log 2 and the
 
 `precompute_ref: true` (the default) runs the reference once over every train and validation pair
 in setup and keeps two numbers per pair, looked up through the batch's `index`; the reference model
-is then freed. `false` runs it at every step instead. Both give the same losses.
+is then freed. `false` runs it at every step instead. Both give the same losses. Under torchrun each
+rank precomputes its share of the batches and the table is all-reduced; without it, each rank
+computes the reference of its own batches.
 
 `lora:` trains adapters on the frozen parent (workbench.model.lora), and the reference is the
 policy with its adapters disabled: the base weights exactly, with no second copy of the model.
@@ -32,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.model.lora import adapters_disabled
+from workbench.train import distributed
 from workbench.train.data import ExampleLoader, eval_batches
 from workbench.train.engine import Stage
 from workbench.train.models import frozen_copy, load_parent, restore_weights
@@ -68,11 +71,16 @@ class DPOStage(Stage):
         self.loader = ExampleLoader(self.train_items, cfg.batch_size, cfg.seed, self.collate)
         self.ref_logps = {}  # split -> [N, 2] (chosen, rejected) reference log-probs, when precomputed
         if cfg.precompute_ref:
+            world = self.engine.world  # several ranks: each computes every world-th batch, all get the table
             with torch.no_grad(), self.engine.autocast():
                 for split, items in (("train", self.train_items), ("val", self.val_items)):
-                    rows = [torch.stack(self.reference_logps(batch), 1)
-                            for batch in eval_batches(items, cfg.batch_size, 0, self.collate)]
-                    self.ref_logps[split] = torch.cat(rows) if rows else torch.zeros(0, 2)
+                    rows = [torch.stack(self.reference_logps(batch), 1) if b % world.size == world.rank
+                            else len(batch["index"])
+                            for b, batch in enumerate(eval_batches(items, cfg.batch_size, 0, self.collate))]
+                    if world.active:
+                        self.ref_logps[split] = distributed.gather_rows(rows, 2, self.engine.device)
+                    else:
+                        self.ref_logps[split] = torch.cat(rows) if rows else torch.zeros(0, 2)
             self.ref = None  # never needed again: free its memory
             self.engine.log(f"reference log-probs precomputed for {len(self.train_items)} train and "
                             f"{len(self.val_items)} validation pairs")

@@ -19,6 +19,8 @@ engine does everything else, the same way for all of them:
   Resume restores model, optimiser, RNG states, the data position and the stage's own state, so
   a run stopped at step k and resumed gives the same losses as one that never stopped.
 - While a run trains, RUN/.lock names its process (lock.py): a second trainer is refused.
+- Under torchrun (`workbench train STAGE --nproc N`) every rank runs this loop; distributed.py holds
+  what differs (data shards, DDP, all-reduced losses and metrics, rank 0 alone writing the run).
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.train import checkpoint as ckpt_io
+from workbench.train import distributed
 from workbench.train.config import TrainConfig, dump_yaml, load_config
 from workbench.train.lock import LOCK, RunLock
+from workbench.train.memory import is_out_of_memory, out_of_memory_message, peak_memory_mb
 from workbench.train.run_files import RunFiles, clean, parent_info
 
 STAGE_CLASSES = {"pretrain": "workbench.train.pretrain:PretrainStage", "sft": "workbench.train.sft:SFTStage",
@@ -45,7 +49,7 @@ STAGE_CLASSES = {"pretrain": "workbench.train.pretrain:PretrainStage", "sft": "w
                  "ppo": "workbench.train.ppo:PPOStage"}
 # Settings that decide what the checkpoints contain: a resume may not change them.
 FIXED_ON_RESUME = ("stage", "init_from", "reward_model", "preset", "model", "tokenizer")
-SUMMED = ("tokens", "samples")  # per-micro-batch metrics that add up over accumulation (others average)
+SUMMED = distributed.SUMMED  # per-micro-batch metrics that add up over accumulation (others average)
 
 
 class Control:
@@ -84,6 +88,9 @@ class Stage(ABC):
 
     name = ""
     kind = "policy"  # what the checkpoint is: policy | reward
+    # The metric the loss is a mean over (SFT: "trained_tokens"), so that across ranks the loss is the
+    # mean over the job's whole micro-batch; None when every rank's share weighs the same (equal rows).
+    loss_weight: str | None = None
 
     def __init__(self, cfg: TrainConfig, engine: "Engine"):
         self.cfg, self.engine = cfg, engine
@@ -154,42 +161,6 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """The process's peak memory so far, in MiB: CUDA's max allocated on a GPU, else the peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
-
-
-def out_of_memory_message(cfg: TrainConfig, device: torch.device, error: BaseException, step: int) -> str:
-    """What to turn down when a step does not fit in memory, with this run's values."""
-    where = "GPU" if device.type == "cuda" else "CPU"
-    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-    knobs = [f"batch_size={max(cfg.batch_size // 2, 1)} (now {cfg.batch_size}) with grad_accum="
-             f"{cfg.grad_accum * 2} (now {cfg.grad_accum}) keeps the same batch per step"]
-    length = next((k for k in ("max_len", "seq_len") if hasattr(cfg, k)), None)
-    if length:
-        knobs.append(f"a shorter {length} (now {getattr(cfg, length)})")
-    if not cfg.gradient_checkpointing:
-        knobs.append("gradient_checkpointing=true (recompute activations in the backward pass)")
-    if device.type == "cuda" and cfg.dtype == "fp32":
-        knobs.append("dtype=auto (bf16 autocast)")
-    if hasattr(cfg, "lora") and not getattr(cfg, "lora", None):
-        knobs.append("LoRA (lora: {rank: 16}) trains small adapters instead of every weight")
-    knobs.append("a smaller model, or more devices with FSDP (workbench model info estimates the memory)")
-    return f"out of {where} memory in step {step} ({first}). To fit, try: " + "; ".join(knobs)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -208,6 +179,7 @@ class Engine:
         self.control = control or Control()
         self.callbacks = list(callbacks)
         self.resume_from = None
+        self.world = distributed.from_env()  # one process unless started by torchrun
         if resume:
             saved = self.run_dir / "config.yaml"
             if not saved.is_file():
@@ -228,11 +200,11 @@ class Engine:
             self.resume_from = ckpt_io.latest_checkpoint(self.run_dir)
         elif cfg is None:
             raise WorkbenchError("no config given")
-        else:
+        elif self.world.main:  # other ranks may already see rank 0's first files
             self._check_new_dir()
         self.resume = resume
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(distributed.device_name(cfg.device, self.world))
         self.amp_dtype = torch.bfloat16 if (self.device.type == "cuda" and cfg.dtype != "fp32") else None
         if self.device.type != "cuda" and cfg.dtype == "bf16":
             raise WorkbenchError("dtype=bf16 is for CUDA; on CPU bf16 matmuls are hundreds of times slower "
@@ -247,7 +219,10 @@ class Engine:
         self.stage: Stage | None = None
         self.optimizer = None
         self._params: list[torch.nn.Parameter] = []
-        self.files = RunFiles(self.run_dir)
+        self.replicated: list[torch.nn.Module] = []  # the trainable modules under DDP or FSDP (several ranks)
+        self.sharded = self.world.active and bool(getattr(cfg, "fsdp", False))  # FSDP2 instead of DDP
+        self.files = RunFiles(self.run_dir) if self.world.main else distributed.NoFiles()
+        distributed.init(self.world, self.device)
 
     # ------------------------------------------------------------------ helpers for stages
     def autocast(self):
@@ -276,12 +251,16 @@ class Engine:
     def update(self, loss: torch.Tensor) -> tuple[float, bool]:
         """backward + apply, for stages that take several optimizer steps per engine step (PPO)."""
         ok = bool(torch.isfinite(loss.detach()))
+        if self.world.active:  # a step is skipped on every rank or on none (DDP's all-reduce needs them all)
+            ok = distributed.all_finite(ok, self.device)
         if ok:
             self.backward(loss)
         return self.apply(ok)
 
     def accumulate(self, micro: list) -> dict:
         """The default step: loss on each micro-batch, gradients averaged, one optimizer step."""
+        if self.world.active:
+            return distributed.accumulate(self, micro)
         sums: dict = defaultdict(float)
         ok, total = True, 0.0
         for batch in micro:
@@ -308,13 +287,19 @@ class Engine:
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
         """Train under the run directory's lock (lock.py), taken before anything in it changes and
-        released however the run ends: a second trainer on the same directory is refused."""
-        with RunLock(self.run_dir) as lock:
-            if lock.took_over is not None:
-                self.log(f"took over the stale run lock of {lock.took_over.describe()}: {lock.took_over.reason}")
-            if not self.resume:
-                self._check_new_dir()  # again: another trainer may have filled it before we got the lock
-            return self._run()
+        released however the run ends: a second trainer on the same directory is refused.
+        Under torchrun only rank 0 touches the run directory (and holds its lock)."""
+        if not self.world.main:
+            result = self._run()
+        else:
+            with RunLock(self.run_dir) as lock:
+                if lock.took_over is not None:
+                    self.log(f"took over the stale run lock of {lock.took_over.describe()}: {lock.took_over.reason}")
+                if not self.resume:
+                    self._check_new_dir()  # again: another trainer may have filled it before we got the lock
+                result = self._run()
+        distributed.leave(self.world)
+        return result
 
     def _run(self) -> dict:
         cfg = self.cfg
@@ -331,23 +316,35 @@ class Engine:
                     setattr(cfg, key, str(ckpt_io.resolve_checkpoint(getattr(cfg, key)).resolve()))
         self.stage = getattr(importlib.import_module(module), cls)(cfg, self)
         self.stage.setup()
+        if self.sharded:
+            if self.resume_from is not None:  # whole tensors go in before they are sharded
+                self.stage.load_model(self.resume_from)
+            self.replicated = distributed.shard_modules(self.stage.trainable().values())
+        elif self.world.active:
+            self.replicated = distributed.replicate_modules(self.stage.trainable().values())
         self._params = [p for m in self.stage.trainable().values() for p in m.parameters() if p.requires_grad]
         self.optimizer = self._make_optimizer()
         started = self._open_run_dir()
         self._send({"event": "start", "step": self.step, "stage": cfg.stage, "max_steps": cfg.max_steps,
                     "device": str(self.device), "dtype": "bf16" if self.amp_dtype else "fp32",
                     "params": sum(p.numel() for p in self._params), "run_dir": str(self.run_dir),
+                    "world_size": self.world.size, "fsdp": self.sharded,
                     "resumed_from": str(self.resume_from) if self.resume_from else None})
         status, error = "finished", None
         last_saved = self.step if self.resume_from else None
         t_start = time.perf_counter()
         data = self.stage.batches(self.position)
+        if self.world.active:
+            data = distributed.shard(data, self.world)
         committed = self.position  # the data position after the last completed step
         updates_committed = self.updates  # optimizer updates up to the last completed step
+        stop_all = False  # several ranks: a stop asked of any, agreed at the end of each step
+        lost = False
         try:
             while self.step < cfg.max_steps:
-                self.control.wait_while_paused()
-                if self.control.stopped:
+                if not self.world.active:
+                    self.control.wait_while_paused()
+                if stop_all if self.world.active else self.control.stopped:
                     status = "stopped"
                     break
                 t0 = time.perf_counter()
@@ -361,6 +358,8 @@ class Engine:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 metrics = self.stage.train_step(micro)
+                if self.world.active:
+                    metrics, stop_all = distributed.reduce_step(metrics, self.control.stopped, self.device, self.world)
                 self.step += 1
                 committed = self.position
                 updates_committed = self.updates
@@ -405,11 +404,16 @@ class Engine:
                     f"interrupted inside step {self.step + 1} after it had updated the weights; "
                     f"not saved, the last checkpoint stands")
         except BaseException as e:
-            if not is_out_of_memory(e):
+            if self.world.active and distributed.timed_out(e):  # this rank's own finding: its error to report
+                status, error = "failed", distributed.timeout_message(e)
+            elif self.world.active and distributed.lost_peer(e):
+                status, error, lost = "failed", distributed.peer_lost_message(self.world, e), True
+            elif not is_out_of_memory(e):
                 status, error = "crashed", f"{type(e).__name__}: {e}"
                 self._finish(started, status, error, None, t_start)
                 raise
-            status, error = "failed", out_of_memory_message(cfg, self.device, e, self.step + 1)
+            else:
+                status, error = "failed", out_of_memory_message(cfg, self.device, e, self.step + 1)
         final = None
         try:
             if status in ("finished", "stopped") and self.step > 0:
@@ -419,7 +423,7 @@ class Engine:
             raise
         self._finish(started, status, error, final, t_start)
         if status == "failed":
-            raise WorkbenchError(error)
+            raise (distributed.PeerLost if lost else WorkbenchError)(error)
         return {"status": status, "step": self.step, "checkpoint": str(final) if final else None,
                 "run_dir": str(self.run_dir)}
 
@@ -443,16 +447,24 @@ class Engine:
         self.files.open()
         if self.resume_from is not None:
             trainer, state = ckpt_io.load_state(self.resume_from)
-            self.stage.load_model(self.resume_from)
-            self.optimizer.load_state_dict(state["optimizer"])
+            if not self.sharded:
+                self.stage.load_model(self.resume_from)
+            if self.world.active or any(isinstance(k, str) for k in state["optimizer"].get("state", {})):
+                distributed.load_optimizer(self, state["optimizer"], self.sharded)  # either format (FSDP's by name)
+            else:
+                self.optimizer.load_state_dict(state["optimizer"])
             ckpt_io.restore_rng(state["rng"])
             self.step, self.position = int(trainer["step"]), int(trainer["position"])
+            saved_world = int(trainer.get("world_size", 1))
             self.nonfinite_total = int(trainer.get("nonfinite_total", 0))
             self.tokens_total = int(trainer.get("tokens_total", 0))
             self.elapsed_before = float(trainer.get("elapsed", 0.0))
             self.stage.load_state_dict(trainer.get("stage_state", {}))
             self.files.truncate_metrics(self.step)
             self.log(f"resumed from {self.resume_from} at step {self.step}")
+            if saved_world != self.world.size:
+                self.log(f"saved by {saved_world} process(es), resumed by {self.world.size}: the data continues at "
+                         f"the same position; each step now takes batch_size x grad_accum x {self.world.size}")
         elif resumed_empty:
             self.log("resumed a run that had no checkpoint yet: starting again from step 0")
             self.files.truncate_metrics(0)
@@ -466,7 +478,7 @@ class Engine:
         for m in self.stage.trainable().values():
             m.eval()
         t0 = time.perf_counter()
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), self.autocast(), distributed.global_batch(self.cfg, self.world):
             metrics = self.stage.evaluate()
         for name, m in self.stage.trainable().items():
             m.train(was[name])
@@ -474,12 +486,20 @@ class Engine:
             self._send({"event": "eval", "step": self.step, "stage": self.cfg.stage,
                         "eval_time": time.perf_counter() - t0, **metrics})
 
-    def _save(self, t_start: float) -> Path:
+    def _save(self, t_start: float) -> Path | None:
+        write_model, optimizer = self.stage.write_model, self.optimizer
+        if self.sharded:  # every rank takes part in gathering the whole weights and AdamW state on rank 0
+            (module,) = self.stage.trainable().values()
+            weights, optimizer = distributed.full_state(module, self.optimizer)
+            write_model = lambda dest: distributed.write_full(self.stage, weights, dest)  # noqa: E731
+        if not self.world.main:  # rank 0 writes the checkpoint; the others wait for it in the next collective
+            return None
         trainer = {"position": self.position, "stage": self.cfg.stage, "nonfinite_total": self.nonfinite_total,
+                   "world_size": self.world.size,
                    "tokens_total": self.tokens_total,
                    "elapsed": self.elapsed_before + time.perf_counter() - t_start,
                    "stage_state": self.stage.state_dict()}
-        path = ckpt_io.save(self.run_dir, self.step, self.stage.write_model, self.optimizer, trainer,
+        path = ckpt_io.save(self.run_dir, self.step, write_model, optimizer, trainer,
                             keep=self.cfg.keep_checkpoints)
         self._send({"event": "checkpoint", "step": self.step, "stage": self.cfg.stage, "path": str(path)})
         return path
@@ -492,6 +512,8 @@ class Engine:
         self.files.close(status, error)
 
     def _send(self, record: dict, sinks: bool = True) -> None:
+        if not self.world.main:  # the records are all-reduced: rank 0 reports them for the job
+            return
         record = {k: clean(v) for k, v in record.items()}
         if sinks:
             self.files.write(record)

@@ -102,7 +102,7 @@ class ScalarHeadModel(nn.Module):
 
     def score(self, input_ids, attention_mask):
         """The scalar at each row's last real token ([B]): works for left and right padding."""
-        values, aux = self.forward(input_ids, attention_mask)
+        values, aux = self(input_ids, attention_mask)  # through __call__: DDP's hooks see the forward
         return gather_last(values, attention_mask), aux
 
 

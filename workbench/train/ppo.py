@@ -12,6 +12,10 @@ model, and a critic: the reward model's backbone with a zero-initialised value h
 starts at 0 and learns from returns (TRL initialises its value model from the reward model too).
 A checkpoint is the policy (it loads, generates and exports like any model) plus the critic in
 `value/`; trainer.json keeps the adaptive KL coefficient so a resumed run continues it.
+
+Under torchrun each rank samples its own rollouts (its share of the prompts, a seed of its own) and
+takes the same number of updates; rewards and advantages are whitened, and the KL controller
+updated, with statistics over every rank's rollouts; the logged metrics are the ranks' means.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.model.generate import SamplingConfig, generate
+from workbench.train import distributed
 from workbench.train.data import ExampleLoader, load_examples, split_validation
 from workbench.train.engine import Stage
 from workbench.train.models import (ScalarHeadModel, frozen_copy, gather_last, last_index, load_parent,
@@ -41,6 +46,11 @@ def same_tokenizer(a: dict | None, b: dict | None) -> bool:
     if a.get("sha256") and b.get("sha256"):
         return True
     return a.get("name") == b.get("name")
+
+
+def rollout_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The sampling (and minibatch shuffle) seed of a rollout: a function of (seed, step, rank) only."""
+    return (seed * 1_000_003 + step + rank * 1_000_000_007) % (2 ** 63 - 1)
 
 
 def response_logprobs(model, seqs, labels, attn, prompt_len: int, temperature: float, pad_id: int):
@@ -150,8 +160,11 @@ class PPOStage(Stage):
     def train_step(self, micro: list) -> dict:
         cfg, policy, critic = self.cfg, self.model, self.critic
         t_start = time.perf_counter()
-        step = self.engine.step  # steps done so far: the rollout and shuffles depend on (seed, step) only
-        seed = (cfg.seed * 1_000_003 + step) % (2 ** 63 - 1)
+        step = self.engine.step  # steps done so far: the rollout and shuffles depend on (seed, step, rank) only
+        world = self.engine.world  # several ranks: each samples its own rollouts (its own prompts and seed)
+        seed = rollout_seed(cfg.seed, step, world.rank)
+        # Statistics over the job's rollouts, not one rank's: whitening and the KL controller see them all.
+        job_sum = (lambda t: distributed.all_sum(t, self.engine.device)) if world.active else None
         sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                   top_k=0, top_p=1.0, seed=seed)  # no truncation: log-probs are of what we sample
         with torch.no_grad():
@@ -169,9 +182,9 @@ class PPOStage(Stage):
             kl_coef = self.kl_ctl.value
             rewards, kl = kl_penalty_rewards(roll["score"], old_lp, ref_lp, rmask, kl_coef)
             if cfg.whiten_rewards:
-                rewards = whiten(rewards, rmask, shift_mean=False)
+                rewards = whiten(rewards, rmask, shift_mean=False, all_sum=job_sum)
             advantages, returns = gae(rewards, old_values, rmask, cfg.gamma, cfg.lam)
-            advantages = whiten(advantages, rmask)
+            advantages = whiten(advantages, rmask, all_sum=job_sum)
 
         B = seqs.shape[0]
         mb = B // cfg.num_minibatches
@@ -198,7 +211,11 @@ class PPOStage(Stage):
 
         seq_kl = kl.sum(1)
         score = roll["score"]
-        self.kl_ctl.update(float(seq_kl.mean()), B)
+        if world.active:
+            kl_sum, n = distributed.all_sum([float(seq_kl.sum()), B], self.engine.device).tolist()
+            self.kl_ctl.update(kl_sum / n, int(n))
+        else:
+            self.kl_ctl.update(float(seq_kl.mean()), B)
         elapsed = time.perf_counter() - t_start
         return {
             "loss": mean["loss"], "grad_norm": mean["grad_norm"], "applied": applied,

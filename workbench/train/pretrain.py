@@ -3,7 +3,10 @@
     workbench train pretrain --config configs/pretrain/tiny.yaml --out runs/pretrain
 
 Data: a folder written by `workbench data prepare` (its train and val shards), or raw text (a
-.jsonl of {"text"}, .txt files, ...) tokenized here, with `val_fraction` of the documents held out.
+.jsonl of {"text"}, .txt files, ...) tokenized here, with `val_fraction` of the documents held out,
+or a mix of raw text sources, `data: {web.jsonl: 0.7, books.txt: 0.3}`: documents are sampled so the
+training stream holds those shares of tokens (the scarcest source relative to its weight once, the
+others subsampled; workbench.train.data.mix_documents), and val holds val_fraction of each source.
 Every token is trained; a window may start mid-document, as in GPT pretraining. The model is a new
 `preset` (+ `model` overrides, vocabulary from `tokenizer`), or `init_from` to continue training.
 Validation: loss and perplexity on the first `eval_batches` windows of the validation split.
@@ -21,6 +24,15 @@ from workbench.data.shards import INDEX, ShardSet, open_shards
 from workbench.errors import WorkbenchError
 from workbench.train.engine import Stage
 from workbench.train.models import load_parent
+
+
+def _ids(examples) -> list[np.ndarray]:
+    return [np.asarray(e.rendered.input_ids, dtype=np.int64) for e in examples]
+
+
+def _name(data) -> str:
+    """`data` in a message: the path, or the paths of a mix."""
+    return f"the mix of {', '.join(data)}" if isinstance(data, dict) else str(data)
 
 
 class PretrainStage(Stage):
@@ -52,7 +64,7 @@ class PretrainStage(Stage):
                                  + ("" if cfg.init_from else " or set model: {max_seq_len: N}"))
         self.train_set, self.val_set = self._load_data()
         if self.train_set.num_windows(cfg.seq_len) == 0:
-            raise WorkbenchError(f"{cfg.data}: {self.train_set.num_tokens} training tokens, fewer than one window "
+            raise WorkbenchError(f"{_name(cfg.data)}: {self.train_set.num_tokens} training tokens, fewer than one window "
                                  f"of seq_len {cfg.seq_len} + 1; use a shorter seq_len or more text")
         self.engine.log(f"pretrain data: {self.train_set.num_tokens:,} train tokens "
                         f"({self.train_set.num_windows(cfg.seq_len):,} windows of {cfg.seq_len}), "
@@ -60,6 +72,15 @@ class PretrainStage(Stage):
 
     def _load_data(self) -> tuple[ShardSet, ShardSet | None]:
         cfg = self.cfg
+        if isinstance(cfg.data, dict):
+            from workbench.train.data import mix_documents
+
+            train, val, _ = mix_documents(cfg.data, self.tokenizer, val_fraction=0 if cfg.val_data else cfg.val_fraction,
+                                          seed=cfg.seed, fmt=cfg.format, skip_bad=cfg.skip_bad, log=self.engine.log)
+            name = _name(cfg.data)
+            if cfg.val_data:
+                return self._stream(train, name, "train"), self._raw(cfg.val_data, "val")[0]
+            return self._stream(train, name, "train"), (self._stream(val, name, "val") if val else None)
         if Path(cfg.data).is_dir() and (Path(cfg.data) / INDEX).is_file():
             train = open_shards(cfg.data, "train", self.tokenizer)
             val = None
@@ -74,20 +95,21 @@ class PretrainStage(Stage):
         if cfg.val_data:
             return everything, self._raw(cfg.val_data, "val")[0]
         train_docs, val_docs = split_validation(docs, cfg.val_fraction, cfg.seed)
-        return self._stream(train_docs, cfg.data, "train"), (self._stream(val_docs, cfg.data, "val") if val_docs else None)
+        val = self._stream(_ids(val_docs), cfg.data, "val") if val_docs else None
+        return self._stream(_ids(train_docs), cfg.data, "train"), val
 
     def _raw(self, spec: str, split: str):
         from workbench.train.data import load_examples
 
         examples, _ = load_examples(spec, "text", self.tokenizer, max_len=None, fmt=self.cfg.format,
                                     skip_bad=self.cfg.skip_bad, log=self.engine.log)
-        return self._stream(examples, spec, split), examples
+        return self._stream(_ids(examples), spec, split), examples
 
     @staticmethod
-    def _stream(examples, spec: str, split: str) -> ShardSet:
-        """Documents (each already ending in <|endoftext|>) as one in-memory token stream."""
-        tokens = np.concatenate([np.asarray(e.rendered.input_ids, dtype=np.int64) for e in examples])
-        index = {"splits": {split: {"documents": len(examples), "tokens": len(tokens)}}, "tokenizer": {}}
+    def _stream(docs: list[np.ndarray], spec: str, split: str) -> ShardSet:
+        """Documents (token arrays, each already ending in <|endoftext|>) as one in-memory token stream."""
+        tokens = np.concatenate(docs)
+        index = {"splits": {split: {"documents": len(docs), "tokens": len(tokens)}}, "tokenizer": {}}
         return ShardSet(Path(spec), split, index, [tokens], np.array([0, len(tokens)], dtype=np.int64))
 
     def batches(self, start: int):

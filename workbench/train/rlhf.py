@@ -37,12 +37,30 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def masked_mean_var_all(x: torch.Tensor, mask: torch.Tensor, all_sum, unbiased: bool = True):
+    """masked_mean and masked_var over the masked positions of every rank: `all_sum(t)` sums a tensor
+    over ranks. Two reductions (the sums, then the squared deviations from the joint mean)."""
+    m = mask.to(x.dtype)
+    total, n = all_sum(torch.stack([(x * m).sum(), m.sum()]).double()).unbind()
+    mean = (total / n.clamp(min=1)).to(x.dtype)
+    sq = all_sum((((x - mean) * m) ** 2).sum().double()[None])[0]
+    var = sq / n.clamp(min=1)
+    if unbiased and n > 1:
+        var = var * n / (n - 1)
+    return mean, var.to(x.dtype)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+           all_sum=None) -> torch.Tensor:
     """Scale `x` to unit variance over the masked positions (and to mean 0 when `shift_mean`).
 
     Rewards are whitened with shift_mean=False (TRL): shifting them would move the per-token KL
-    penalty around; advantages are fully whitened. Unmasked positions come out as 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    penalty around; advantages are fully whitened. Unmasked positions come out as 0. With
+    `all_sum` (several ranks) the mean and variance are those of every rank's positions together."""
+    if all_sum is None:
+        mean, var = masked_mean(x, mask), masked_var(x, mask)
+    else:
+        mean, var = masked_mean_var_all(x, mask, all_sum)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean

@@ -30,6 +30,7 @@ from workbench.train.models import load_parent, restore_weights
 
 class SFTStage(Stage):
     name = "sft"
+    loss_weight = "trained_tokens"  # the loss is a mean over trained tokens (ranks hold different counts)
 
     def setup(self) -> None:
         cfg = self.cfg
