@@ -134,6 +134,18 @@ def load_tensors(path: Path, device=None, what: str = "weights") -> dict[str, to
         raise WorkbenchError(f"{path}: cannot read {what} ({e})") from None
 
 
+def check_names_and_shapes(tensors: dict, expected: dict, mismatch: str, bad_shape) -> None:
+    """Saved tensors against the ones a model expects: the same names (`mismatch` + the first missing and
+    unexpected ones) and the same shapes (`bad_shape(name, shape)` + the expected shape)."""
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise WorkbenchError(mismatch + (f"; missing {', '.join(missing[:5])}" if missing else "")
+                             + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else ""))
+    for k, t in tensors.items():
+        if t.shape != expected[k].shape:
+            raise WorkbenchError(f"{bad_shape(k, tuple(t.shape))} {tuple(expected[k].shape)}")
+
+
 def load_checkpoint(ckpt: str | Path, device=None, **overrides) -> tuple[Transformer, dict]:
     """(model in eval mode, meta). `overrides` change runtime switches (gradient_checkpointing, compile).
     A LoRA checkpoint comes back merged into its base (checked by sha256): a plain model."""
@@ -151,15 +163,9 @@ def _load(ckpt: Path, device, overrides: dict, chain: tuple) -> tuple[Transforme
     tensors = load_tensors(path, device)
     model = Transformer(cfg, init=False)
     expected = _tensors(model)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise WorkbenchError(f"{path}: weights do not match config.json"
-                             + (f"; missing {', '.join(missing[:5])}" if missing else "")
-                             + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else ""))
+    check_names_and_shapes(tensors, expected, f"{path}: weights do not match config.json",
+                           lambda k, shape: f"{path}: tensor {k} has shape {shape}, config.json implies")
     for k, t in tensors.items():
-        if t.shape != expected[k].shape:
-            raise WorkbenchError(f"{path}: tensor {k} has shape {tuple(t.shape)}, config.json implies {tuple(expected[k].shape)}")
         if not t.is_floating_point():
             raise WorkbenchError(f"{path}: tensor {k} is {t.dtype}, expected floating point")
         if not bool(torch.isfinite(t).all()):

@@ -52,7 +52,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from workbench.errors import WorkbenchError
-from workbench.model.checkpoint import ADAPTERS, file_sha256, load_tensors, read_meta, weights_file
+from workbench.model.checkpoint import (ADAPTERS, check_names_and_shapes, file_sha256, load_tensors, read_meta,
+                                        weights_file)
 
 ATTENTION = ("q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "k_proj", "v_proj")
 FFN = ("gate_proj", "up_proj", "down_proj")
@@ -202,15 +203,9 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_adapter_state(model: nn.Module, tensors: dict[str, torch.Tensor], where) -> None:
     """Copy saved adapters in, checking every name, shape and value first."""
     expected = adapter_state(model)
-    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise WorkbenchError(f"{where}: the adapters do not match the lora settings"
-                             + (f"; missing {', '.join(missing[:5])}" if missing else "")
-                             + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else ""))
+    check_names_and_shapes(tensors, expected, f"{where}: the adapters do not match the lora settings",
+                           lambda k, shape: f"{where}: adapter {k} has shape {shape}, the lora settings imply")
     for k, t in tensors.items():
-        if t.shape != expected[k].shape:
-            raise WorkbenchError(f"{where}: adapter {k} has shape {tuple(t.shape)}, the lora settings imply "
-                                 f"{tuple(expected[k].shape)}")
         if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
             raise WorkbenchError(f"{where}: adapter {k} is not finite floating point (a diverged run?)")
     with torch.no_grad():
