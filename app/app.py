@@ -127,8 +127,9 @@ class WorkbenchApp(App):
     def action_pane(self, name: str) -> None:
         self.query_one("#panes", TabbedContent).active = name
 
-    def action_train(self, what: str) -> None:
-        self.query_one("#train-pane").run_action(what)
+    async def action_train(self, what: str) -> None:
+        """f6 / f7 from any pane: pause or stop the Train pane's current run."""
+        await self.query_one("#train-pane").run_action(what)
 
     def action_toggle_dark(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

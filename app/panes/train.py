@@ -7,13 +7,14 @@ or detached, pause, resume, stop.
                   [pick a run under runs  ▼]
       ...
     $ workbench train sft --config configs/sft/tiny.yaml --from runs/pretrain max_steps=50
-    [Start] [Pause] [Stop] [Copy]  detached [ ]  out [runs/sft-DATE-TIME (new)]
+    [Start] [Pause] [Stop] [Copy]  detached [ ]  procs [1]  out [runs/sft-DATE-TIME (new)]
     ● runs/sft-20250101-120000  step 12/200  loss 2.31  8,000 tok/s
 
 Every decision is the schema's (workbench/train/schema.py): fields, parsing, validation, the
 command line, the parents on offer. A run started here is a TrainJob (app/worker.py) in a thread
-worker; a detached one a `workbench train` child process. The App routes their messages to the
-Monitor and the Runs pane.
+worker; a detached one a `workbench train` child process, and with procs N > 1 a `workbench train
+... --nproc N` child (torchrun's launcher and its N ranks; Stop is its Ctrl-C, passed on to every
+rank). The App routes their messages to the Monitor and the Runs pane.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class TrainPane(Vertical):
             yield Button(M.TRAIN_COPY, id="train-copy", compact=True)
             yield Label(M.TRAIN_DETACHED, classes="train-label")
             yield Switch(False, animate=False, id="train-detached", tooltip=M.TRAIN_DETACHED_HELP)
+            yield Label(M.TRAIN_PROCS, classes="train-label")
+            yield Input("1", type="integer", compact=True, id="train-nproc", tooltip=M.TRAIN_PROCS_HELP,
+                        valid_empty=True)
             yield Label(M.TRAIN_OUT, classes="train-label")
             yield Input(placeholder=self._out_placeholder(), compact=True, id="train-out", suggester=PathSuggester())
         yield Static(M.TRAIN_IDLE, id="train-status", markup=False)
@@ -136,15 +140,25 @@ class TrainPane(Vertical):
     def _out(self) -> str | None:
         return self.query_one("#train-out", Input).value.strip() or None
 
+    def nproc(self) -> int:
+        """The processes box (raises WorkbenchError for a value the CLI would refuse)."""
+        return schema.parse_processes(self.query_one("#train-nproc", Input).value)
+
+    def _nproc_or_1(self) -> int:
+        try:
+            return self.nproc()
+        except WorkbenchError:
+            return 1
+
     def command_args(self, out: str | None = None) -> list[str]:
         values = self.form.values()
         return schema.command_args(self.stage, self.config, self._init_from(values), out or self._out(), values,
-                                   base=self.base)
+                                   base=self.base, nproc=self._nproc_or_1())
 
     def command_line(self) -> str:
         values = self.form.values()
         return schema.command_line(self.stage, self.config, self._init_from(values), self._out(), values,
-                                   base=self.base)
+                                   base=self.base, nproc=self._nproc_or_1())
 
     def _refresh_soon(self) -> None:
         """Coalesce a burst of changes (a loaded file, a new stage: one per field) into one refresh."""
@@ -158,12 +172,30 @@ class TrainPane(Vertical):
         values = self.form.values()
         self.form.show_errors(schema.validate(self.stage, values))
         self.query_one("#train-command", Static).update(f"$ {self.command_line()}")
+        self._show_nproc()
         edited = schema.differs(self.stage, values, self.base)
         self.query_one("#train-config", Static).update(
             M.TRAIN_FROM_FILE.format(path=self.config) + (M.TRAIN_EDITED if edited else ""))
 
+    def _show_nproc(self) -> None:
+        """More than one process runs detached (torchrun): the switch is on and locked; a value the
+        CLI would refuse marks the box (Start says why)."""
+        box, switch = self.query_one("#train-nproc", Input), self.query_one("#train-detached", Switch)
+        try:
+            n = self.nproc()
+        except WorkbenchError as e:
+            box.add_class("-bad")
+            box.tooltip = f"{e}\n\n{M.TRAIN_PROCS_HELP}"
+            return
+        box.remove_class("-bad")
+        box.tooltip = M.TRAIN_PROCS_HELP
+        if n > 1:
+            switch.value = True
+        switch.disabled = n > 1
+
     @on(ConfigForm.Changed)
     @on(Input.Changed, "#train-out")
+    @on(Input.Changed, "#train-nproc")
     def _changed(self, event) -> None:
         event.stop()
         self._refresh_soon()
@@ -208,6 +240,9 @@ class TrainPane(Vertical):
 
     def action_detached(self) -> None:
         switch = self.query_one("#train-detached", Switch)
+        if switch.disabled:
+            self.app.notify(M.TRAIN_PROCS_DETACHED.format(n=self._nproc_or_1()), severity="warning")
+            return
         switch.value = not switch.value
 
     def action_start(self) -> None:
@@ -222,12 +257,13 @@ class TrainPane(Vertical):
                 self.app.notify(M.TRAIN_INVALID.format(names=", ".join(errors)), severity="error")
             return
         try:
+            nproc = self.nproc()
             cfg = schema.build_config(self.stage, values)
             from workbench.cli_train import new_run_dir
 
             out = self._out() or str(new_run_dir(self.stage, self.runs_root))
-            if self.query_one("#train-detached", Switch).value:
-                self._launch(self.command_args(out), out)
+            if nproc > 1 or self.query_one("#train-detached", Switch).value:
+                self._launch(self.command_args(out), out, nproc)
             else:
                 self._start_job(TrainJob(self, cfg, out))
         except (WorkbenchError, OSError) as e:
@@ -242,12 +278,13 @@ class TrainPane(Vertical):
         self._tick()
         return job
 
-    def _launch(self, args: list[str], run_dir: str) -> DetachedRun:
+    def _launch(self, args: list[str], run_dir: str, nproc: int = 1) -> DetachedRun:
         run = DetachedRun.launch(args, run_dir, self.runs_root)
         self.detached.append(run)
         self.current = run
         self.post_message(M.RunStarted(run_dir, args[1], detached=True))
-        self.app.notify(M.TRAIN_DETACHED_STARTED.format(run_dir=run_dir, pid=run.proc.pid, log=run.log))
+        started = M.TRAIN_DETACHED_RANKS if nproc > 1 else M.TRAIN_DETACHED_STARTED
+        self.app.notify(started.format(run_dir=run_dir, pid=run.proc.pid, log=run.log, n=nproc))
         self._tick()
         return run
 

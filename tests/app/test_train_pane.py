@@ -248,6 +248,64 @@ async def test_a_detached_run_is_a_child_process_writing_metrics(workdir, pretra
                    for n in app._notifications)
 
 
+async def test_procs_start_a_detached_torchrun_job_that_stop_ends_on_every_rank(workdir, pretrained, monitor_spy):
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        train = pane(app)
+        tiny_sft(app, pretrained, max_steps="100000")
+        app.query_one("#train-out", Input).value = "runs/sft-2p"
+        procs, switch = app.query_one("#train-nproc", Input), app.query_one("#train-detached", Switch)
+        procs.value = "0"  # a count the CLI refuses: the box says so and Start does not start
+        await settle(pilot)
+        assert procs.has_class("-bad") and not switch.value
+        await pilot.press("f5")
+        await pilot.pause()
+        assert train.detached == [] and any("processes must be between 1 and 256, got 0" in n.message
+                                            for n in app._notifications)
+        procs.value = "2"
+        await settle(pilot)
+        assert not procs.has_class("-bad") and switch.value and switch.disabled  # 2 processes run detached
+        command = str(app.query_one("#train-command", Static).render())
+        assert command.startswith("$ workbench train sft ") and command.rstrip().endswith(" --nproc 2"), command
+        await pilot.press("f5")
+        await settle(pilot)
+        run = train.detached[0]
+        try:
+            await _two_ranks_then_stop(pilot, run, workdir, monitor_spy)
+        finally:
+            if run.poll() is None:  # torchrun passes SIGTERM on to its ranks
+                run.proc.terminate()
+                run.proc.wait(60)
+        procs.value = "1"  # back to one process: the switch can be turned off again
+        await settle(pilot)
+        assert not switch.disabled
+
+
+async def _two_ranks_then_stop(pilot, run, workdir, monitor_spy):
+    assert run.args[-2:] == ["--nproc", "2"] and pane(pilot.app).running_jobs() == []
+    metrics = workdir / "runs/sft-2p/metrics.jsonl"
+
+    def records():
+        try:
+            return [json.loads(line) for line in metrics.read_text().splitlines()]
+        except (OSError, ValueError):
+            return []
+
+    await until(pilot, lambda: any(r["event"] == "train" for r in records()), timeout=120,
+                what="the first step of 2 ranks")
+    start = next(r for r in records() if r["event"] == "start")
+    assert start["world_size"] == 2
+    pilot.app.action_pane("monitor")  # f7 works from any pane (the App's binding)
+    await pilot.pause()
+    await pilot.press("f7")  # Ctrl-C for torchrun: it passes it on; every rank stops after a step
+    await until(pilot, lambda: run.reported, timeout=120, what="the job to stop")
+    lineage = json.loads((workdir / "runs/sft-2p/lineage.json").read_text())
+    assert run.code == 0 and lineage["status"] == "stopped", run.tail(20)
+    assert any(p.name.startswith("step-") for p in (workdir / "runs/sft-2p/checkpoints").iterdir())
+    assert ("runs/sft-2p", "stopped", None) in monitor_spy["ended"]
+    await back_to_train(pilot)
+
+
 async def test_a_failing_or_crashing_run_is_a_notification_and_the_app_keeps_running(workdir, pretrained, monkeypatch):
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:

@@ -308,11 +308,12 @@ def differs(stage: str, values: dict, base: dict) -> list[str]:
 
 
 def command_args(stage: str, config: str | None, init_from: str | None, out: str | None, values: dict,
-                 base: dict | None = None) -> list[str]:
+                 base: dict | None = None, nproc: int = 1) -> list[str]:
     """`train STAGE ...` arguments that run these settings: --config, --from when it differs from the
-    file, --out, then KEY=VALUE for each setting that differs from the file (or the defaults).
-    `values["init_from"]`, if present, is ignored: the parent is `init_from`. `base`: the file's
-    values when the caller has them already (file_values(stage, config))."""
+    file, --out, then KEY=VALUE for each setting that differs from the file (or the defaults), then
+    `--nproc N` for N > 1 processes (torchrun). `values["init_from"]`, if present, is ignored: the
+    parent is `init_from`. `base`: the file's values when the caller has them already
+    (file_values(stage, config))."""
     if base is None:
         base = file_values(stage, config) if config else defaults(stage)
     args = ["train", stage] + (["--config", str(config)] if config else [])
@@ -326,13 +327,32 @@ def command_args(stage: str, config: str | None, init_from: str | None, out: str
         value, ok = _typed_or_text(stage, name, values[name])
         # not ok: as typed, so the CLI gives the message the form shows beside the field
         args.append(f"{name}={to_text(value) if ok else values[name]}")
+    if nproc > 1:
+        args += ["--nproc", str(nproc)]
     return args
 
 
 def command_line(stage: str, config: str | None, init_from: str | None, out: str | None, values: dict,
-                 base: dict | None = None) -> str:
+                 base: dict | None = None, nproc: int = 1) -> str:
     """The `workbench train ...` command for these settings, shell-quoted, ready to paste."""
-    return "workbench " + shlex.join(command_args(stage, config, init_from, out, values, base))
+    return "workbench " + shlex.join(command_args(stage, config, init_from, out, values, base, nproc))
+
+
+MAX_PROCESSES = 256
+
+
+def parse_processes(text: str) -> int:
+    """The Train form's process count (`--nproc`): a whole number from 1; empty = 1."""
+    text = (text or "").strip()
+    if not text:
+        return 1
+    try:
+        n = int(text)
+    except ValueError:
+        raise WorkbenchError(f"processes must be a whole number, got {text!r}") from None
+    if not 1 <= n <= MAX_PROCESSES:
+        raise WorkbenchError(f"processes must be between 1 and {MAX_PROCESSES}, got {n}")
+    return n
 
 
 def resume_args(run_dir: str | os.PathLike, overrides: list[str] = ()) -> list[str]:
