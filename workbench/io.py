@@ -8,6 +8,10 @@ The directory is built as a hidden sibling and renamed into place at the end. On
 temporary directory is removed and whatever was at the destination before is untouched. Replacing
 an existing directory needs force=True (it is moved aside, the new one renamed in, then the old one
 deleted), so the destination is at every moment either the old complete directory or the new one.
+
+Everything in the finished directory gets the usual permissions (the umask's), whatever wrote it:
+mkdtemp's folders are private, and so are the files safetensors' `save_file` writes (0600), which
+would leave checkpoints, adapters and quality models unreadable to the other users of a machine.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -25,6 +30,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _usual_permissions(folder: Path) -> None:
+    """Widen what is stricter than the umask's default (0600 from save_file, 0700 from mkdtemp) to it;
+    nothing is narrowed, links are not followed (os.walk and lstat never leave the folder)."""
+    mask = _umask()
+    for root, dirs, files in os.walk(folder):
+        for name, usual in [*((d, 0o777 & ~mask) for d in dirs), *((f, 0o666 & ~mask) for f in files)]:
+            p = os.path.join(root, name)
+            st = os.lstat(p)
+            if (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) and st.st_mode & usual != usual:
+                os.chmod(p, stat.S_IMODE(st.st_mode) | usual)
 
 
 @contextlib.contextmanager
@@ -50,6 +67,7 @@ def atomic_dir(path: str | os.PathLike, force: bool = False, protect=()):
         raise WorkbenchError(f"cannot write to {path.parent}: {e.strerror or e}") from None
     try:
         yield tmp
+        _usual_permissions(tmp)
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))

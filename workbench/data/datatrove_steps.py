@@ -1,5 +1,6 @@
 """`workbench data prepare` on many machines: its steps as datatrove PipelineSteps, near-dedup with
-datatrove's MinHash stages, and our shard format, so datatrove's Local, Slurm and Ray executors run it.
+datatrove's MinHash stages (datatrove_dedup.py), and our shard format, so datatrove's Local, Slurm and
+Ray executors run it.
 
     pip install -e '.[datatrove]'
     from workbench.data.datatrove_steps import run_local
@@ -18,177 +19,51 @@ can reach (a shared disk):
   shards    tasks: LoadFiltered -> MinhashDedupFilter -> WriteShards (work/parts/RANK/)
   merge     one task (merge_shards, also callable alone): the parts in rank order -> OUT with index.json
 
-Same documents as prepare: the steps call prepare's own functions (filters.py, pii.py, corpus.py,
-quality_model.py) with the same PrepareConfig. Inputs are split by file into contiguous blocks
-(task r reads the r-th block of `list_files(inputs)`), so rank order is prepare's reading order and
-"first" means what it means there: the kept member of a near-duplicate cluster is its earliest one
-(datatrove's own clustering keeps the root of a union by size, which can be a later copy). Exact
-duplicates need no stage of their own: identical texts have identical shingles, hence identical
-signatures, and the MinHash stages remove them with certainty. With `dedup.near: false` and
-`dedup.exact: true` the MinHash stages run on one shingle per document, the whole text: exact dedup.
-Shingles are dedup.py's (`\\w+` words, lower-cased, 5-grams), hashed as bytes: no spaCy (datatrove's
-English word tokenizer), and xxhash 4 works (datatrove's own stage 1 hashes str, which xxhash 4 refuses).
-Train/val: the same hash of the text as prepare; parts keep their newest train documents' lengths, so
-the merge moves the same last documents to a too-small val split as prepare does.
+This module holds the text steps, the shard writing and the runner; datatrove_dedup.py the MinHash
+stages (its names are importable from here too). Same documents as prepare: the steps call prepare's
+own functions (filters.py, pii.py, corpus.py, quality_model.py) with the same PrepareConfig. Inputs
+are split by file into contiguous blocks (task r reads the r-th block of `list_files(inputs)`), so
+rank order is prepare's reading order and "first" means what it means there: the kept member of a
+near-duplicate cluster is its earliest one. With `dedup.near: false` and `dedup.exact: true` the
+MinHash stages run on one shingle per document, the whole text: exact dedup. Train/val: prepare's
+own splitter (shards.TrainValSplitter); each part records the train documents it held back, so the
+merge moves the same last documents to a too-small val split as prepare does.
 
-Where they differ (docs/datatrove.md has the numbers): datatrove's LSH has no check of candidates,
-so a pair is removed with probability 1 - (1 - J^rows)^buckets instead of "estimated J >= threshold";
-minhash_config picks the steepest such curve within num_perm hashes that is 1/2 at the threshold.
-Outside Jaccard 0.3..0.85 the two remove a pair with probabilities within 1% of each other; a chain bridging two
-clusters collapses to one document here (offline), to two in prepare (streaming). The `report` settings
-are prepare's; here each stage's stats.json (in its logging folder) counts removals by step and reason.
+Where they differ (docs/datatrove.md has the numbers): near-duplicates are removed with datatrove's
+LSH probabilities (datatrove_dedup.py says how they compare), and a chain bridging two clusters
+collapses to one document here (offline), to two in prepare (streaming). The `report` settings are
+prepare's; here each stage's stats.json (in its logging folder) counts removals by step and reason.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import shutil
-import struct
 import tempfile
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from workbench.data.corpus import ReadConfig, ReadStats, iter_documents, list_files
-from workbench.data.dedup import _WORD, DedupConfig, shingles
+from workbench.data.datatrove_dedup import (MISSING, FirstKeptClusters, MinhashSignature,  # noqa: F401 (re-exported)
+                                            WordSplitter, _Missing, _require, lsh_shape, minhash_config,
+                                            removal_probability)
 from workbench.data.filters import Doc, FilterConfig, clean_lines, normalise_text, quality_check
 from workbench.data.pii import PIIConfig, scrub
-from workbench.data.shard_merge import PART_FORMAT, is_val, merge_shards
-from workbench.data.shards import SPLITS, ShardWriter, dtype_for, read_index
+from workbench.data.shard_merge import PART_FORMAT, merge_shards
+from workbench.data.shards import SPLITS, ShardWriter, TrainValSplitter, dtype_for, read_index
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir
 
-MISSING = "running prepare on datatrove needs datatrove: pip install 'workbench[datatrove]'"
 try:
     from datatrove.data import Document
     from datatrove.pipeline.base import PipelineStep
-    from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
-                                                  MinhashDedupFilter, MinhashDedupSignature)
-    from datatrove.utils.binaryio import read_tuples_from_file
-    from datatrove.utils.hashing import create_hash_func
-    from datatrove.utils.word_tokenizers import WordTokenizer
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupFilter
 except ImportError:  # the module still imports (merge_shards needs no datatrove); making a step says what to install
-    class _Missing:
-        def __init__(self, *args, **kwargs):
-            raise WorkbenchError(MISSING)
-
-    PipelineStep = WordTokenizer = MinhashDedupSignature = MinhashDedupCluster = _Missing
-    Document = MinhashConfig = MinhashDedupBuckets = MinhashDedupFilter = None
-    read_tuples_from_file = create_hash_func = None
-
-_SENTENCE = re.compile(r"\S[^.!?\n]*(?:[.!?]+[\"'”’)]*|$)", re.M)
-
-
-def _require() -> None:
-    if Document is None:
-        raise WorkbenchError(MISSING)
-
-
-# ---------------------------------------------------------------- word splitting and MinHash
-
-class WordSplitter(WordTokenizer):
-    """Our word splitting (dedup.py's `\\w+` runs) for any datatrove step that takes `language=`:
-    no spaCy or NLTK. Sentences end at terminal punctuation or a line end."""
-
-    def __init__(self):
-        super().__init__("workbench")
-
-    def word_tokenize(self, text: str) -> list[str]:
-        return _WORD.findall(text)
-
-    def sent_tokenize(self, text: str) -> list[str]:
-        return [m.group(0).strip() for m in _SENTENCE.finditer(text)]
-
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return [(m.start(), m.end()) for m in _SENTENCE.finditer(text)]
-
-
-def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(buckets, hashes per bucket): the steepest curve 1 - (1 - J^rows)^buckets that fits in num_perm
-    hashes and removes a pair at exactly `threshold` with probability 1/2 (most rows, then buckets)."""
-    if threshold >= 1.0:
-        return 1, num_perm
-    for rows in range(num_perm, 0, -1):
-        buckets = max(1, round(math.log(0.5) / math.log1p(-threshold ** rows)))
-        if buckets * rows <= num_perm:
-            return buckets, rows
-    return 1, 1
-
-
-def removal_probability(similarity: float, buckets: int, rows: int) -> float:
-    """The chance that datatrove's LSH pairs two documents of Jaccard similarity `similarity`."""
-    return 1.0 - (1.0 - similarity ** rows) ** buckets
-
-
-def minhash_config(cfg: DedupConfig) -> MinhashConfig:
-    """datatrove's MinhashConfig for our DedupConfig (shingle size, seed; buckets from the threshold).
-    Exact-only dedup: one bucket of one hash over one shingle (the text), see MinhashSignature."""
-    _require()
-    cfg.validate()
-    buckets, rows = lsh_shape(cfg.threshold, cfg.num_perm) if cfg.near else (1, 1)
-    return MinhashConfig(n_grams=cfg.shingle_size, num_buckets=buckets, hashes_per_bucket=rows, seed=cfg.seed)
-
-
-class MinhashSignature(MinhashDedupSignature):
-    """datatrove's MinHash stage 1 with dedup.py's shingles, hashed as UTF-8 bytes. `exact`: the
-    whole text is the only shingle, so signatures are equal exactly when texts are."""
-
-    name = "🎯 MinHash signatures (workbench shingles)"
-
-    def __init__(self, output_folder, config: MinhashConfig, exact: bool = False):
-        super().__init__(output_folder, config=config, language=WordSplitter())  # never loads spaCy
-        self._hash_func = create_hash_func(self.config.hash_config, bytes)
-        self.exact = exact
-
-    def get_shingles(self, text: str) -> np.ndarray:
-        grams = [text] if self.exact else shingles(text, self.config.n_grams)
-        return np.fromiter((self._hash_func(g.encode("utf-8", "surrogatepass")) for g in grams),
-                           dtype=np.uint64, count=len(grams)).reshape((-1, 1))
-
-
-class FirstKeptClusters(MinhashDedupCluster):
-    """MinHash stage 3: union-find over the duplicate pairs whose root is the smallest (task, index),
-    i.e. each cluster's earliest document in reading order, the one prepare keeps."""
-
-    name = "🎯 MinHash clusters (first kept)"
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
-        if world_size != 1:
-            raise WorkbenchError(f"the clusters stage runs as one task, not {world_size}")
-        parent: dict[tuple[int, int], tuple[int, int]] = {}
-
-        def find(x):
-            root = x
-            while parent[root] != root:
-                root = parent[root]
-            while x != root:  # path compression
-                parent[x], x = root, parent[x]
-            return root
-
-        with self.track_time():
-            for name in self.input_folder.list_files(glob_pattern="*.dups"):
-                with self.input_folder.open(name, "rb") as f:
-                    for f1, d1, f2, d2 in read_tuples_from_file(f, "4I", lines_to_buffer=self.lines_to_buffer):
-                        a, b = (f1, d1), (f2, d2)
-                        parent.setdefault(a, a)
-                        parent.setdefault(b, b)
-                        a, b = find(a), find(b)
-                        if a != b:
-                            parent[max(a, b)] = min(a, b)
-            with self.output_folder.get_output_file_manager(mode="wb") as out:
-                for node in sorted(parent):  # by task, then index: what MinhashDedupFilter reads in order
-                    self.stat_update("duplicates")
-                    if find(node) == node:
-                        self.stat_update("clusters")
-                    else:
-                        out.write(f"{node[0]:06d}.remove", struct.pack("<I", node[1]))
-                        self.stat_update("to_remove")
-        yield from ()
+    PipelineStep = _Missing
+    Document = MinhashDedupBuckets = MinhashDedupFilter = None
 
 
 # ---------------------------------------------------------------- prepare's steps
@@ -388,8 +263,8 @@ class LoadFiltered(PipelineStep):
 
 class WriteShards(PipelineStep):
     """Tokenizes with our tokenizer (prepare's `pack` settings) into FOLDER/RANK/: {train,val}_NNNNN.bin
-    and part.json, which merge_shards reads. `pack.num_threads` is per task (0 here means 1: tasks are
-    the parallelism)."""
+    split as prepare splits (shards.TrainValSplitter) and part.json, which merge_shards reads.
+    `pack.num_threads` is per task (0 here means 1: tasks are the parallelism)."""
 
     type = "💽 - WRITER"
     name = "💽 workbench shards"
@@ -409,11 +284,9 @@ class WriteShards(PipelineStep):
         pack = self.pack
         tok = load_tokenizer(pack.tokenizer)
         dtype = dtype_for(tok.vocab_size)
-        need = pack.seq_len + 1
-        tail: deque = deque()  # the newest train documents' lengths, as prepare's _Splitter.pending
-        tail_tokens = 0
         with atomic_dir(Path(self.folder) / f"{rank:05d}", force=True) as tmp:
             writers = {s: ShardWriter(tmp, s, dtype, pack.shard_tokens) for s in SPLITS}
+            split = TrainValSplitter(writers, pack.val_fraction, pack.seq_len + 1)
             try:
                 for batch in batched(data, self.batch_size):
                     texts = [d.text for d in batch]
@@ -421,22 +294,18 @@ class WriteShards(PipelineStep):
                         ids = tok.enc.encode_ordinary_batch(texts, num_threads=pack.num_threads or 1)
                     for doc, text, doc_ids in zip(batch, texts, ids):
                         doc_ids.append(tok.eot_id)
-                        split = "val" if is_val(text, pack.val_fraction) else "train"
-                        writers[split].write(np.asarray(doc_ids, dtype=dtype))
-                        self.stat_update(f"{split}_documents")
-                        self.stat_update(f"{split}_tokens", value=len(doc_ids))
-                        if split == "train":
-                            tail.append(len(doc_ids))
-                            tail_tokens += len(doc_ids)
-                            while len(tail) > 1 and tail_tokens - tail[0] >= need:
-                                tail_tokens -= tail.popleft()
+                        name = split.add(text, np.asarray(doc_ids, dtype=dtype))
+                        self.stat_update(f"{name}_documents")
+                        self.stat_update(f"{name}_tokens", value=len(doc_ids))
                         yield doc
+                tail = split.tail  # the merge moves documents to val over all parts, from their tails
+                split.finish(move=False)
             finally:
                 for w in writers.values():
                     w.close()
             part = {"format": PART_FORMAT, "rank": rank, "world_size": world_size, "tokenizer": tok.describe(),
                     "dtype": np.dtype(dtype).name, "seq_len": pack.seq_len, "shard_tokens": pack.shard_tokens,
-                    "val_fraction": pack.val_fraction, "train_tail": list(tail),
+                    "val_fraction": pack.val_fraction, "train_tail": tail,
                     "splits": {s: w.summary(pack.seq_len) for s, w in writers.items()}}
             (tmp / "part.json").write_text(json.dumps(part, indent=1) + "\n", encoding="utf-8")
 

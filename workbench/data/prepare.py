@@ -30,11 +30,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import hashlib
 import json
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +44,7 @@ from workbench.data.dedup import DedupConfig, ExactDedup, NearDedup, signatures
 from workbench.data.filters import FilterConfig
 from workbench.data.pii import PIIConfig
 from workbench.data.prepare_batch import BatchResult, BatchRunner, Step, Tally, resolve_workers
-from workbench.data.shards import ShardWriter, dtype_for, write_index
+from workbench.data.shards import ShardWriter, TrainValSplitter, dtype_for, write_index
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir
 
@@ -292,7 +290,7 @@ def _run(inputs, tmp: Path, out: Path, cfg: PrepareConfig, tok, progress, model=
     try:
         with runner:
             if not cfg.mix.sources:
-                split = _Splitter(writers, cfg.pack.val_fraction, cfg.pack.seq_len + 1)
+                split = TrainValSplitter(writers, cfg.pack.val_fraction, cfg.pack.seq_len + 1)
                 source(inputs, total, stats, split, progress)
                 _check_kept(total, stats, "")
                 split.finish()
@@ -303,7 +301,8 @@ def _run(inputs, tmp: Path, out: Path, cfg: PrepareConfig, tok, progress, model=
                 mix = Mix(cfg.mix.sources, tmp, dtype_for(tok.vocab_size), cfg.mix.tokens, cfg.mix.seed)
                 for path in cfg.mix.sources:
                     src, tally, own = mix.add(path), Tally(cfg, model is not None), ReadStats()
-                    split = _Splitter({"train": src.train, "val": src.val}, cfg.pack.val_fraction, cfg.pack.seq_len + 1)
+                    split = TrainValSplitter({"train": src.train, "val": src.val}, cfg.pack.val_fraction,
+                                             cfg.pack.seq_len + 1)
                     source([path], tally, own, split, progress and (lambda n, done=stats.documents: progress(done + n)))
                     _check_kept(tally, own, f"mix source {path}: ")
                     split.finish()
@@ -368,53 +367,6 @@ def _skipped_note(stats: ReadStats) -> str:
         return ""
     return "; skipped: " + ", ".join(f"{n} {r}" for r, n in stats.skipped.items()) + \
         " (first: " + "; ".join(stats.first_skipped.values()) + ")"
-
-
-class _Splitter:
-    """Train/val at document level, by a hash of the text (deterministic, order-independent).
-
-    When the hash gives val fewer than `need` tokens (one window: seq_len + 1), the last train
-    documents move to val at the end, as long as train keeps at least one window (or one document).
-    To do that while streaming, the newest train documents (about `need` tokens) wait in `pending`."""
-
-    def __init__(self, writers: dict, val_fraction: float, need: int):
-        self.train, self.val = writers["train"], writers["val"]
-        self.val_fraction, self.need = val_fraction, need
-        self.pending: deque = deque()
-        self.pending_tokens = 0
-        self.moved = 0
-
-    def add(self, text: str, tokens: np.ndarray) -> None:
-        h = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        if int.from_bytes(h, "little") < self.val_fraction * 2**64:
-            self.val.write(tokens)
-            return
-        self.pending.append(tokens)
-        self.pending_tokens += len(tokens)
-        while len(self.pending) > 1 and self.pending_tokens - len(self.pending[0]) >= self.need:
-            first = self.pending.popleft()
-            self.pending_tokens -= len(first)
-            self.train.write(first)
-
-    def finish(self) -> None:
-        moved: list = []
-        val_tokens, val_docs = self.val.num_tokens, self.val.documents
-        while self.val_fraction > 0 and self.pending and val_tokens < self.need:
-            last = self.pending[-1]
-            train_docs_left = self.train.documents + len(self.pending) - 1
-            train_tokens_left = self.train.num_tokens + self.pending_tokens - len(last)
-            if train_docs_left < 1 or (train_tokens_left < self.need and val_docs > 0):
-                break
-            moved.insert(0, self.pending.pop())
-            self.pending_tokens -= len(last)
-            val_tokens += len(last)
-            val_docs += 1
-        for tokens in self.pending:
-            self.train.write(tokens)
-        for tokens in moved:
-            self.val.write(tokens)
-        self.pending.clear()
-        self.moved = len(moved)
 
 
 def _finish(inputs, tmp: Path, out: Path, cfg, tok, tally: Tally, stats, near, writers: dict, moved: int,

@@ -1,5 +1,5 @@
 """Merging shard parts into one token-shard folder (shards.py's format): the last stage of prepare on
-datatrove (datatrove_steps.py), and the train/val rule both share with prepare. Needs no datatrove.
+datatrove (datatrove_steps.py). Needs no datatrove.
 
     from workbench.data.shard_merge import merge_shards
     merge_shards("runs/work", "runs/data")          # runs/work/parts/00000 ... -> runs/data (atomic)
@@ -10,29 +10,22 @@ part.json {format, rank, world_size, tokenizer, dtype, seq_len, shard_tokens, va
 prepare's splitter holds back: the last ones whose tokens past the first stay under seq_len + 1)}.
 The merge checks that every rank 0..world_size-1 is there and that all parts agree, concatenates
 the splits in rank order (prepare's reading order) re-cut at shard_tokens, and, when val is short of
-one window, moves the last train documents to val by prepare's rule (prepare.py's _Splitter.finish).
+one window, moves the last train documents to val by prepare's rule (shards.val_top_up).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from workbench.data.shards import SPLITS, ShardWriter, write_index
+from workbench.data.shards import SPLITS, ShardWriter, val_top_up, write_index
 from workbench.errors import WorkbenchError
 from workbench.io import atomic_dir
 
 PART_FORMAT = "workbench-shard-part"
-
-
-def is_val(text: str, val_fraction: float) -> bool:
-    """prepare's train/val rule: a blake2b hash of the final text below val_fraction of its range."""
-    h = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(h, "little") < val_fraction * 2**64
 
 
 def merge_shards(work: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> dict:
@@ -90,7 +83,7 @@ def merge_shards(work: str | os.PathLike, out: str | os.PathLike, force: bool = 
 
 
 def _moved_to_val(parts, total: dict, need: int, val_fraction: float) -> tuple[int, int]:
-    """prepare's _Splitter.finish over the whole train stream: (documents, tokens) moved to val.
+    """prepare's TrainValSplitter.finish over the whole train stream: (documents, tokens) moved to val.
     The newest train documents (at most `need` tokens past the first of them) are the parts' tails,
     newest part first: a part's tail is a prefix of that only when it is the whole part."""
     pending: list[int] = []  # newest last
@@ -99,18 +92,9 @@ def _moved_to_val(parts, total: dict, need: int, val_fraction: float) -> tuple[i
             if sum(pending) >= need:
                 break
             pending.insert(0, n)
-    val_tokens, val_docs = total["val"]["tokens"], total["val"]["documents"]
-    moved = moved_tokens = 0
-    while val_fraction > 0 and pending and val_tokens < need:
-        last = pending[-1]
-        train_docs_left = total["train"]["documents"] - moved - 1
-        train_tokens_left = total["train"]["tokens"] - moved_tokens - last
-        if train_docs_left < 1 or (train_tokens_left < need and val_docs > 0):
-            break
-        pending.pop()
-        moved, moved_tokens = moved + 1, moved_tokens + last
-        val_tokens, val_docs = val_tokens + last, val_docs + 1
-    return moved, moved_tokens
+    train, val = ((total[s]["documents"], total[s]["tokens"]) for s in SPLITS)
+    moved = val_top_up(pending, train, val, need, val_fraction)
+    return moved, sum(pending[len(pending) - moved:])
 
 
 def _copy(stream: list, start: int, stop: int, writer: ShardWriter, dtype, chunk: int = 1 << 22) -> None:

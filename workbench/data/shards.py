@@ -24,12 +24,20 @@ index records the one `prepare` was given and its window count.
 `batches` visits windows in a random order that is a pure function of (seed, epoch): `position`
 counts windows consumed since the start (across epochs), so a trainer resumes exactly by passing
 the last position it saved as `start`.
+
+Train/val is decided per document by a hash of its final text (is_val), so the same document lands in
+the same split whatever else is in the corpus. TrainValSplitter is that rule as prepare streams it,
+with one fix-up: when val would be short of one window, the last train documents move to val. The
+datatrove steps write each part through the same splitter and the merge applies the fix-up to the
+whole stream (val_top_up), so both paths split alike.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +99,76 @@ class ShardWriter:
         n = self.num_tokens
         return {"shards": self.shards, "documents": self.documents, "tokens": n,
                 "windows": max(n - 1, 0) // seq_len}
+
+
+def is_val(text: str, val_fraction: float) -> bool:
+    """The train/val rule: a blake2b hash of the final text below val_fraction of its range."""
+    h = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(h, "little") < val_fraction * 2**64
+
+
+def val_top_up(newest: list[int], train: tuple[int, int], val: tuple[int, int], need: int,
+               val_fraction: float) -> int:
+    """How many of the newest train documents move to val so that val has one window (`need` tokens),
+    as long as train keeps one window (or, while val has no document, one document). `newest`: their
+    token counts, oldest first; `train`, `val`: (documents, tokens) of each split, `newest` included."""
+    (train_docs, train_tokens), (val_docs, val_tokens) = train, val
+    moved = moved_tokens = 0
+    while val_fraction > 0 and moved < len(newest) and val_tokens < need:
+        last = newest[-1 - moved]
+        if train_docs - moved - 1 < 1 or (train_tokens - moved_tokens - last < need and val_docs > 0):
+            break
+        moved, moved_tokens = moved + 1, moved_tokens + last
+        val_tokens, val_docs = val_tokens + last, val_docs + 1
+    return moved
+
+
+class TrainValSplitter:
+    """Writes each document's tokens to train or val (is_val), holding back the newest train documents
+    (the last ones whose tokens past the first stay under `need`, one window: seq_len + 1) so that
+    finish() can move them to val when val is short (val_top_up). `writers`: {"train", "val"}, anything
+    with write(tokens), documents and num_tokens (ShardWriter, mix.DocStore)."""
+
+    def __init__(self, writers: dict, val_fraction: float, need: int):
+        self.train, self.val = writers["train"], writers["val"]
+        self.val_fraction, self.need = val_fraction, need
+        self.pending: deque = deque()
+        self.pending_tokens = 0
+        self.moved = 0
+
+    def add(self, text: str, tokens: np.ndarray) -> str:
+        """Write (or hold back) one document; returns its split, "train" or "val"."""
+        if is_val(text, self.val_fraction):
+            self.val.write(tokens)
+            return "val"
+        self.pending.append(tokens)
+        self.pending_tokens += len(tokens)
+        while len(self.pending) > 1 and self.pending_tokens - len(self.pending[0]) >= self.need:
+            first = self.pending.popleft()
+            self.pending_tokens -= len(first)
+            self.train.write(first)
+        return "train"
+
+    @property
+    def tail(self) -> list[int]:
+        """The held-back train documents' token counts, oldest first (a datatrove part's train_tail)."""
+        return [len(t) for t in self.pending]
+
+    def finish(self, move: bool = True) -> None:
+        """Write what is held back: to val the documents val_top_up moves (none without `move`: a
+        datatrove part, whose merge moves across all parts), the rest to train."""
+        n = 0
+        if move:
+            train = (self.train.documents + len(self.pending), self.train.num_tokens + self.pending_tokens)
+            n = val_top_up(self.tail, train, (self.val.documents, self.val.num_tokens), self.need, self.val_fraction)
+        held = list(self.pending)
+        for tokens in held[:len(held) - n]:
+            self.train.write(tokens)
+        for tokens in held[len(held) - n:]:
+            self.val.write(tokens)
+        self.pending.clear()
+        self.pending_tokens = 0
+        self.moved = n
 
 
 def write_index(folder: str | Path, tokenizer: dict, dtype: np.dtype, seq_len: int, splits: dict) -> dict:

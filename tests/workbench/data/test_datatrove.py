@@ -17,8 +17,8 @@ from workbench.data.datatrove_steps import (ReadDocuments, WordSplitter, WriteSh
 from workbench.data.corpus import ReadConfig  # noqa: E402
 from workbench.data.dedup import DedupConfig  # noqa: E402
 from workbench.data.prepare import load_config, prepare  # noqa: E402
-from workbench.data.shard_merge import is_val, merge_shards  # noqa: E402
-from workbench.data.shards import open_shards, read_index  # noqa: E402
+from workbench.data.shard_merge import merge_shards  # noqa: E402
+from workbench.data.shards import is_val, open_shards, read_index  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 
 FUNCTION_WORDS = "the of and to in a is that for it as with was on by".split()

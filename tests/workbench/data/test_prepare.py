@@ -194,3 +194,53 @@ def test_parquet_and_json_array_inputs(tmp_path):
     (tmp_path / "c.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(WorkbenchError, match="c.parquet: cannot be read as parquet"):
         list(iter_documents([str(tmp_path / "c.parquet")], cfg, ReadStats()))
+
+
+class _Docs:
+    """A split's writer that keeps each document's tokens (what TrainValSplitter writes to)."""
+
+    def __init__(self):
+        self.docs = []
+
+    @property
+    def documents(self):
+        return len(self.docs)
+
+    @property
+    def num_tokens(self):
+        return sum(len(d) for d in self.docs)
+
+    def write(self, tokens, documents=1):
+        self.docs.append(list(tokens))
+
+
+def test_train_val_splitter_moves_the_last_train_documents_while_val_is_short_of_a_window():
+    from workbench.data.shards import TrainValSplitter, is_val
+
+    texts = [t for t in (f"doc {i}" for i in range(200)) if not is_val(t, 0.5)]
+    val_text = next(t for t in (f"doc {i}" for i in range(200)) if is_val(t, 0.5))
+    doc = [[10 * i + j for j in range(4)] for i in range(6)]  # six documents of 4 tokens; a window is 10
+    # val empty by the hash: the last documents move, oldest first, until val has a window (12 >= 10)
+    # and train keeps one (12 tokens left)
+    w = {"train": _Docs(), "val": _Docs()}
+    split = TrainValSplitter(w, 0.5, 10)
+    assert [split.add(t, np.array(d)) for t, d in zip(texts, doc)] == ["train"] * 6
+    assert split.tail == [4, 4, 4] and w["train"].docs == doc[:3]  # held back: the newest 10 tokens past the first
+    split.finish()
+    assert w["train"].docs == doc[:3] and w["val"].docs == doc[3:] and split.moved == 3
+    # val has a document: nothing moves that would leave train short of a window
+    w = {"train": _Docs(), "val": _Docs()}
+    split = TrainValSplitter(w, 0.5, 10)
+    assert split.add(val_text, np.array([7, 7])) == "val"
+    for t, d in zip(texts, doc[:3]):
+        split.add(t, np.array(d))
+    split.finish()
+    assert w["train"].docs == doc[:3] and w["val"].docs == [[7, 7]] and split.moved == 0
+    # no move: a datatrove part (its merge moves across parts) or val_fraction 0
+    for fraction, move in ((0.5, False), (0.0, True)):
+        w = {"train": _Docs(), "val": _Docs()}
+        split = TrainValSplitter(w, fraction, 10)
+        for t, d in zip(texts, doc):
+            split.add(t, np.array(d))
+        split.finish(move=move)
+        assert w["train"].docs == doc and w["val"].docs == [] and split.moved == 0
