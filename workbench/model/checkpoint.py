@@ -12,7 +12,7 @@ never unpickles (safetensors + JSON), checks every tensor's name and shape, and 
 tokenizer's hash still matches. Writes are atomic (workbench.io.atomic_dir).
 
 A model with LoRA adapters (workbench.model.lora) is saved as a LoRA checkpoint: the same
-config.json plus a `lora` section (settings and the base checkpoint's path and sha256) and
+config.json plus a `lora` section (settings; the base checkpoint's path, relative path and sha256) and
 `adapter.safetensors` in place of `model.safetensors`. `load_checkpoint` merges it into its base on
 load, so everything that loads checkpoints (later stages, generate, export, eval) sees one plain model.
 """
@@ -67,7 +67,7 @@ def write_checkpoint_files(model: Transformer, dest: Path, tokenizer=None, extra
 
     meta = {"format": FORMAT, "version": VERSION, "model": model.cfg.to_dict(), "tokenizer": None, "extra": extra or {}}
     if lora.has_lora(model):
-        meta["lora"] = lora.lora_section(model)
+        meta["lora"] = lora.lora_section(model, dest)
     if tokenizer is not None:
         meta["tokenizer"] = tokenizer.describe()
         if Path(tokenizer.name).is_file():

@@ -33,16 +33,20 @@ up_proj, down_proj (the dense FFNs and the shared experts), and `experts` (the r
 gate_up and down). Groups: `attention`, `ffn`. The router and the embedding/head are never adapted.
 
 Checkpoints (workbench.model.checkpoint writes and loads them): a model with adapters is saved as
-config.json with a `lora` section — {rank, alpha, dropout, targets, base: {path, sha256}} — and
-adapter.safetensors (`<module>.<weight>.lora_A` / `.lora_B`), no copy of the base. `load_checkpoint`
+config.json with a `lora` section — {rank, alpha, dropout, targets, base: {path, relative_path, sha256}}
+— and adapter.safetensors (`<module>.<weight>.lora_A` / `.lora_B`), no copy of the base. `load_checkpoint`
 of such a directory loads the base (checking its sha256; a base may itself be a LoRA checkpoint),
 merges the adapters and returns a plain model: generate, export, eval and later stages see one model.
+The base is looked for at its absolute `path`, then at `relative_path` (from the LoRA checkpoint's
+directory: it still holds when the tree with both is moved, copied to another machine or renamed);
+the first with the recorded sha256 is the one. Checkpoints written before relative_path load as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,14 +187,21 @@ def adapters(model: nn.Module):
                         yield f"{path}.{name}", p
 
 
-def lora_section(model: nn.Module) -> dict:
-    """The `lora` entry of a LoRA checkpoint's config.json."""
+def lora_section(model: nn.Module, dest: str | Path | None = None) -> dict:
+    """The `lora` entry of a LoRA checkpoint's config.json. With `dest`, the directory it is written to
+    (or atomic_dir's temporary sibling of it: the way to the base is the same), the base's path relative
+    to it is recorded too."""
     info = model._lora
     if info["base"] is None:
         raise WorkbenchError("these LoRA adapters have no base checkpoint to point to (add_lora(..., base=)); "
                              "merge them (merge_lora) to save the whole model instead")
     n = sum(p.numel() for _, a in adapters(model) for p in (a.lora_A, a.lora_B))
-    return {**info["config"].to_dict(), "params": n, "base": dict(info["base"])}
+    base = dict(info["base"])
+    if dest is not None:
+        with contextlib.suppress(ValueError):  # Windows: no relative path from one drive to another
+            base = {"path": base["path"], "relative_path": os.path.relpath(base["path"], Path(dest).resolve()),
+                    "sha256": base["sha256"]}
+    return {**info["config"].to_dict(), "params": n, "base": base}
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -254,22 +265,11 @@ def load_merged(ckpt: Path, meta: dict, device, overrides: dict, chain: tuple = 
     base = section.get("base") if isinstance(section, dict) else None
     if not (isinstance(base, dict) and isinstance(base.get("path"), str) and isinstance(base.get("sha256"), str)):
         raise WorkbenchError(f"{where}: lora.base must name the base checkpoint (path and sha256)")
+    if not isinstance(base.get("relative_path", ""), str):
+        raise WorkbenchError(f"{where}: lora.base.relative_path must be a path (a string)")
     cfg = LoRAConfig.from_dict({k: v for k, v in section.items() if k not in ("base", "params")}, f"{where}: lora")
     chain = chain + (ckpt.resolve(),)
-    base_path = Path(base["path"])
-    if len(chain) > MAX_CHAIN or base_path.resolve() in chain:
-        raise WorkbenchError(f"{where}: its chain of LoRA base checkpoints loops or is longer than {MAX_CHAIN}: "
-                             f"{' -> '.join(map(str, chain + (base_path,)))}")
-    if not base_path.is_dir():
-        raise WorkbenchError(f"{ckpt} holds LoRA adapters for the base checkpoint {base_path}, which is missing "
-                             f"(moved or deleted?); put it back, or set lora.base.path in {where}")
-    try:
-        actual = file_sha256(weights_file(base_path))
-    except OSError as e:
-        raise WorkbenchError(f"{ckpt}: cannot read its LoRA base checkpoint {base_path} ({e})") from None
-    if actual != base["sha256"]:
-        raise WorkbenchError(f"{ckpt} holds LoRA adapters for the base checkpoint {base_path}, which has changed "
-                             f"since (sha256 {actual[:12]}…, the adapters were trained on {base['sha256'][:12]}…)")
+    base_path = _find_base(ckpt, base, chain)
     model, _ = _load(base_path, device, overrides, chain)
     runtime = ("gradient_checkpointing", "compile")  # switches, not architecture
     if {k: v for k, v in model.cfg.to_dict().items() if k not in runtime} != \
@@ -278,6 +278,43 @@ def load_merged(ckpt: Path, meta: dict, device, overrides: dict, chain: tuple = 
     add_lora(model, cfg, init=False, freeze=False)
     load_adapter_state(model, load_tensors(ckpt / ADAPTERS, device, "LoRA adapters"), ckpt / ADAPTERS)
     return merge_lora(model).eval(), meta
+
+
+def _find_base(ckpt: Path, base: dict, chain: tuple) -> Path:
+    """The base checkpoint `lora.base` names: at its absolute path, else at its relative one (from the
+    LoRA checkpoint's directory), whichever holds the weights of the recorded sha256."""
+    where, expected = ckpt / "config.json", base["sha256"]
+    candidates = [Path(base["path"])]
+    if base.get("relative_path") is not None:  # absent from checkpoints written before it was recorded
+        moved = Path(os.path.normpath(ckpt.resolve() / base["relative_path"]))  # relpath's inverse, lexically
+        if moved.resolve() != candidates[0].resolve():
+            candidates.append(moved)
+    alone, tried = None, []  # the error when one path was tried; each path tried, with what it holds
+    for path in candidates:
+        if len(chain) > MAX_CHAIN or path.resolve() in chain:
+            raise WorkbenchError(f"{where}: its chain of LoRA base checkpoints loops or is longer than {MAX_CHAIN}: "
+                                 f"{' -> '.join(map(str, chain + (path,)))}")
+        if not path.is_dir():
+            alone = WorkbenchError(f"{ckpt} holds LoRA adapters for the base checkpoint {path}, which is missing "
+                                   f"(moved or deleted?); put it back, or set lora.base.path in {where}")
+            tried.append(f"{path} (missing)")
+            continue
+        try:
+            actual = file_sha256(weights_file(path))
+        except OSError as e:
+            alone = WorkbenchError(f"{ckpt}: cannot read its LoRA base checkpoint {path} ({e})")
+            tried.append(f"{path} (unreadable: {e})")
+            continue
+        if actual == expected:
+            return path
+        alone = WorkbenchError(f"{ckpt} holds LoRA adapters for the base checkpoint {path}, which has changed "
+                               f"since (sha256 {actual[:12]}…, the adapters were trained on {expected[:12]}…)")
+        tried.append(f"{path} (another model: sha256 {actual[:12]}…)")
+    if len(tried) == 1:
+        raise alone
+    raise WorkbenchError(f"{ckpt} holds LoRA adapters for a base checkpoint with sha256 {expected}, found neither "
+                         f"at its recorded path {tried[0]} nor at its place relative to the adapters {tried[1]}; "
+                         f"put the base back, or set lora.base.path in {where}")
 
 
 def load_adapters(model: nn.Module, ckpt: Path, device=None) -> None:

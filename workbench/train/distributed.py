@@ -160,6 +160,18 @@ def lost_peer(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(s in str(error) for s in GONE)
 
 
+def job_failure(world: World, error: BaseException) -> tuple[str, bool] | None:
+    """What `error` means for a job of several ranks: (message, lost), lost when another rank's error
+    is the one to read (the run raises PeerLost); None for an error not about the other ranks."""
+    if not world.active:
+        return None
+    if timed_out(error):  # this rank's own finding: its error to report
+        return timeout_message(error), False
+    if lost_peer(error):
+        return peer_lost_message(world, error), True
+    return None
+
+
 def timed_out(error: BaseException) -> bool:
     """A collective gave up waiting (the process group's timeout): some rank is stuck, not gone."""
     return isinstance(error, RuntimeError) and any(s in str(error) for s in ("Timed out", "timed out"))
@@ -224,6 +236,18 @@ def shard_modules(modules) -> list:
     return out
 
 
+def parallelize(stage, world: World, sharded: bool, resume_from) -> list:
+    """The stage's trainable modules put under FSDP2 (sharded) or DDP (several ranks), in place: the
+    modules wrapped, [] with one process. A sharded run being resumed loads its weights here."""
+    if sharded:
+        if resume_from is not None:  # whole tensors go in before they are sharded
+            stage.load_model(resume_from)
+        return shard_modules(stage.trainable().values())
+    if world.active:
+        return replicate_modules(stage.trainable().values())
+    return []
+
+
 def full_state(module, optimizer) -> tuple[dict, dict]:
     """A sharded module's whole weights and AdamW state, gathered on rank 0's CPU (empty dicts on the
     others): a collective every rank calls. The optimizer state is keyed by parameter name."""
@@ -249,6 +273,14 @@ def write_full(stage, weights: dict, dest) -> None:
         stage.write_model(dest)
     finally:
         stage.model = live
+
+
+def gathered(stage, optimizer) -> tuple:
+    """A sharded run's save: (write_model for checkpoint.save, the AdamW state), from the whole weights
+    and optimizer state gathered on rank 0 (a collective every rank calls)."""
+    (module,) = stage.trainable().values()
+    weights, state = full_state(module, optimizer)
+    return (lambda dest: write_full(stage, weights, dest)), state
 
 
 def _param_names(engine) -> list[str]:

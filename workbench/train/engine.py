@@ -4,8 +4,8 @@
     result = train(cfg, "runs/sft", control=Control(), callbacks=[print])   # cfg from train.config
     result = train(None, "runs/sft", resume=True)                           # continue where it stopped
 
-A stage (workbench/train/{pretrain,sft,reward,dpo,ppo}.py) supplies models, data and a loss; the
-engine does everything else, the same way for all of them:
+A stage (workbench/train/{pretrain,sft,reward,dpo,ppo}.py, a `Stage` of stage.py) supplies models, data
+and a loss; the engine does everything else, the same way for all of them:
 - AdamW (fused on CUDA), no weight decay on norms, biases and embeddings; warmup then cosine or
   linear decay to `lr * min_lr_ratio`; gradient accumulation; clipping (the norm is logged either way);
   bf16 autocast on CUDA only (fp32 on CPU, where bf16 matmuls are hundreds of times slower).
@@ -26,7 +26,6 @@ engine does everything else, the same way for all of them:
 from __future__ import annotations
 
 import contextlib
-from abc import ABC, abstractmethod
 import importlib
 import math
 import threading
@@ -43,6 +42,7 @@ from workbench.train.config import TrainConfig, dump_yaml, load_config
 from workbench.train.lock import LOCK, RunLock
 from workbench.train.memory import is_out_of_memory, out_of_memory_message, peak_memory_mb
 from workbench.train.run_files import RunFiles, clean, parent_info
+from workbench.train.stage import Stage  # the stages import it from here too
 
 STAGE_CLASSES = {"pretrain": "workbench.train.pretrain:PretrainStage", "sft": "workbench.train.sft:SFTStage",
                  "rm": "workbench.train.reward:RewardStage", "dpo": "workbench.train.dpo:DPOStage",
@@ -81,73 +81,6 @@ class Control:
     def wait_while_paused(self) -> None:
         while not self._running.wait(0.2):
             pass
-
-
-class Stage(ABC):
-    """What a stage gives the engine. Subclasses set `self.model` (saved as the checkpoint) in setup."""
-
-    name = ""
-    kind = "policy"  # what the checkpoint is: policy | reward
-    # The metric the loss is a mean over (SFT: "trained_tokens"), so that across ranks the loss is the
-    # mean over the job's whole micro-batch; None when every rank's share weighs the same (equal rows).
-    loss_weight: str | None = None
-
-    def __init__(self, cfg: TrainConfig, engine: "Engine"):
-        self.cfg, self.engine = cfg, engine
-        self.model = None
-        self.tokenizer = None
-
-    # --- every stage implements these
-    @abstractmethod
-    def setup(self) -> None:
-        """Build models (on engine.device), the tokenizer and the data."""
-
-    @abstractmethod
-    def batches(self, start: int):
-        """Yield (position, micro-batch) forever; `position` after this batch resumes exactly."""
-
-    def loss(self, batch) -> tuple[torch.Tensor, dict]:
-        """(loss to backpropagate, metrics). Metrics: floats, plus `tokens` (and `samples`) counts.
-        Used by the default train_step; a stage that overrides train_step (PPO) need not define it."""
-        raise TypeError(f"{type(self).__name__} defines neither loss() nor its own train_step()")
-
-    def evaluate(self) -> dict:
-        """Validation metrics, keys prefixed `val/` (run under no_grad by the engine)."""
-        return {}
-
-    # --- defaults a stage may override
-    def trainable(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model}
-
-    def train_step(self, micro: list) -> dict:
-        """One optimizer step over `grad_accum` micro-batches. PPO overrides it (rollout + epochs)."""
-        return self.engine.accumulate(micro)
-
-    def write_model(self, dest: Path) -> None:
-        from workbench.model.checkpoint import write_checkpoint_files
-
-        write_checkpoint_files(self.model, dest, self.tokenizer, extra=self.checkpoint_extra())
-
-    def load_model(self, ckpt: Path) -> None:
-        """Resume: load the trainable weights from one of this run's checkpoints."""
-        from workbench.model.checkpoint import load_checkpoint
-
-        model, _ = load_checkpoint(ckpt)
-        self.model.load_state_dict(model.state_dict())
-
-    def checkpoint_extra(self) -> dict:
-        return {"kind": self.kind, "stage": self.name, "step": self.engine.step}
-
-    def state_dict(self) -> dict:
-        """JSON-able stage state kept in trainer.json (e.g. PPO's adaptive KL coefficient)."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    def lineage(self) -> dict:
-        """Inputs to record in lineage.json besides the parent checkpoint (datasets, reward model)."""
-        return {"data": self.cfg.data, "val_data": self.cfg.val_data}
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -301,7 +234,9 @@ class Engine:
         distributed.leave(self.world)
         return result
 
-    def _run(self) -> dict:
+    def _setup(self) -> str:
+        """Seeds, the stage's models and data, DDP/FSDP, the optimizer and the run directory (a resume's
+        state restored). Returns the run's start time (lineage.json)."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         import random
@@ -316,12 +251,7 @@ class Engine:
                     setattr(cfg, key, str(ckpt_io.resolve_checkpoint(getattr(cfg, key)).resolve()))
         self.stage = getattr(importlib.import_module(module), cls)(cfg, self)
         self.stage.setup()
-        if self.sharded:
-            if self.resume_from is not None:  # whole tensors go in before they are sharded
-                self.stage.load_model(self.resume_from)
-            self.replicated = distributed.shard_modules(self.stage.trainable().values())
-        elif self.world.active:
-            self.replicated = distributed.replicate_modules(self.stage.trainable().values())
+        self.replicated = distributed.parallelize(self.stage, self.world, self.sharded, self.resume_from)
         self._params = [p for m in self.stage.trainable().values() for p in m.parameters() if p.requires_grad]
         self.optimizer = self._make_optimizer()
         started = self._open_run_dir()
@@ -330,6 +260,11 @@ class Engine:
                     "params": sum(p.numel() for p in self._params), "run_dir": str(self.run_dir),
                     "world_size": self.world.size, "fsdp": self.sharded,
                     "resumed_from": str(self.resume_from) if self.resume_from else None})
+        return started
+
+    def _run(self) -> dict:
+        cfg = self.cfg
+        started = self._setup()
         status, error = "finished", None
         last_saved = self.step if self.resume_from else None
         t_start = time.perf_counter()
@@ -404,10 +339,9 @@ class Engine:
                     f"interrupted inside step {self.step + 1} after it had updated the weights; "
                     f"not saved, the last checkpoint stands")
         except BaseException as e:
-            if self.world.active and distributed.timed_out(e):  # this rank's own finding: its error to report
-                status, error = "failed", distributed.timeout_message(e)
-            elif self.world.active and distributed.lost_peer(e):
-                status, error, lost = "failed", distributed.peer_lost_message(self.world, e), True
+            failure = distributed.job_failure(self.world, e)  # a collective timed out, or a peer went away
+            if failure is not None:
+                status, (error, lost) = "failed", failure
             elif not is_out_of_memory(e):
                 status, error = "crashed", f"{type(e).__name__}: {e}"
                 self._finish(started, status, error, None, t_start)
@@ -489,9 +423,7 @@ class Engine:
     def _save(self, t_start: float) -> Path | None:
         write_model, optimizer = self.stage.write_model, self.optimizer
         if self.sharded:  # every rank takes part in gathering the whole weights and AdamW state on rank 0
-            (module,) = self.stage.trainable().values()
-            weights, optimizer = distributed.full_state(module, self.optimizer)
-            write_model = lambda dest: distributed.write_full(self.stage, weights, dest)  # noqa: E731
+            write_model, optimizer = distributed.gathered(self.stage, self.optimizer)
         if not self.world.main:  # rank 0 writes the checkpoint; the others wait for it in the next collective
             return None
         trainer = {"position": self.position, "stage": self.cfg.stage, "nonfinite_total": self.nonfinite_total,

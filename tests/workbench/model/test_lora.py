@@ -3,6 +3,8 @@
 (base checked by sha256), and a merged LoRA checkpoint exports to transformers with the same logits."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,7 +186,8 @@ def test_a_lora_checkpoint_is_the_adapters_and_a_pointer_and_loads_merged(tmp_pa
     base, lora_dir, model = _lora_checkpoint(tmp_path)
     assert sorted(p.name for p in lora_dir.iterdir()) == [ADAPTERS, "config.json"]
     meta = json.loads((lora_dir / "config.json").read_text())
-    assert meta["lora"]["base"] == {"path": str(base.resolve()), "sha256": file_sha256(base / WEIGHTS)}
+    assert meta["lora"]["base"] == {"path": str(base.resolve()), "relative_path": "../base",
+                                    "sha256": file_sha256(base / WEIGHTS)}
     assert meta["lora"]["rank"] == 4 and meta["lora"]["targets"] == list(ALL)
     assert (lora_dir / ADAPTERS).stat().st_size < (base / WEIGHTS).stat().st_size / 2
     loaded, loaded_meta = load_checkpoint(lora_dir)
@@ -223,6 +226,78 @@ def test_a_missing_or_changed_base_is_a_clear_error(tmp_path):
         model = make("tiny")
         add_lora(model, LoRAConfig())
         save_checkpoint(model, tmp_path / "nobase")
+
+
+def _moved_tree(tmp_path):
+    """A tree with a base, a LoRA checkpoint on it and, one level deeper, a LoRA checkpoint on that one;
+    the logits of both loaded, then the whole tree moved elsewhere (its old absolute paths are gone)."""
+    tree = tmp_path / "runs"
+    _, first, model = _lora_checkpoint(tree, targets=("attention",))
+    merge_lora(model)
+    add_lora(model, LoRAConfig(rank=2, targets=("experts",)), base=first)
+    _randomise(model, seed=5)
+    save_checkpoint(model, tree / "dpo" / "step-1")
+    ids = _ids()
+    with torch.no_grad():
+        before = [load_checkpoint(tree / d)[0](ids).logits for d in ("lora", "dpo/step-1")]
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    shutil.move(tree, moved)
+    assert not tree.exists()
+    return moved, ids, before
+
+
+def test_a_moved_tree_of_lora_checkpoints_loads_its_bases_by_their_relative_paths(tmp_path):
+    moved, ids, before = _moved_tree(tmp_path)
+    meta = json.loads((moved / "dpo" / "step-1" / "config.json").read_text())
+    assert meta["lora"]["base"]["relative_path"] == "../../lora"
+    assert not Path(meta["lora"]["base"]["path"]).exists()  # the absolute path now leads nowhere
+    with torch.no_grad():
+        after = [load_checkpoint(moved / d)[0](ids).logits for d in ("lora", "dpo/step-1")]
+    assert all(torch.equal(a, b) for a, b in zip(after, before))
+    assert not torch.equal(after[0], after[1])  # the second adapters really change the model
+
+
+def test_a_copied_tree_takes_the_base_whose_sha256_matches(tmp_path):
+    """The recorded absolute path holds another model now: the copy's own base (relative) is the one."""
+    base, lora_dir, model = _lora_checkpoint(tmp_path / "runs")
+    shutil.copytree(tmp_path / "runs", tmp_path / "copy")
+    save_checkpoint(make("tiny", seed=3), base, force=True)
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(tmp_path / "copy" / "lora")[0](_ids()).logits, model(_ids()).logits)
+    with pytest.raises(WorkbenchError, match="which has changed since"):  # the original: one path, a changed base
+        load_checkpoint(lora_dir)
+
+
+def test_a_moved_tree_without_its_base_names_both_paths_and_the_sha256(tmp_path):
+    from workbench.train.checkpoint import file_sha256
+
+    moved, _, _ = _moved_tree(tmp_path)
+    sha = file_sha256(moved / "base" / WEIGHTS)
+    shutil.rmtree(moved / "base")
+    with pytest.raises(WorkbenchError) as e:
+        load_checkpoint(moved / "lora")
+    message = str(e.value)
+    assert f"sha256 {sha}" in message
+    assert f"{(tmp_path / 'runs' / 'base').resolve()} (missing)" in message  # the absolute path recorded
+    assert f"{(moved / 'base').resolve()} (missing)" in message  # and the relative one, from the moved tree
+    save_checkpoint(make("tiny", seed=3), moved / "base")  # another model where the base was
+    with pytest.raises(WorkbenchError, match=r"renamed/base \(another model: sha256 [0-9a-f]{12}…\); put the base back"):
+        load_checkpoint(moved / "lora")
+
+
+def test_a_lora_checkpoint_without_a_relative_path_loads_from_its_absolute_one(tmp_path):
+    """Checkpoints written before relative_path was recorded: the absolute path alone, as before."""
+    base, lora_dir, model = _lora_checkpoint(tmp_path / "runs")
+    config = lora_dir / "config.json"
+    meta = json.loads(config.read_text())
+    del meta["lora"]["base"]["relative_path"]
+    config.write_text(json.dumps(meta))
+    with torch.no_grad():
+        assert (load_checkpoint(lora_dir)[0](_ids()).logits - model(_ids()).logits).abs().max() < 1e-5
+    shutil.move(tmp_path / "runs", tmp_path / "moved")
+    with pytest.raises(WorkbenchError, match=r"base checkpoint .*runs/base, which is missing \(moved or deleted"):
+        load_checkpoint(tmp_path / "moved" / "lora")
 
 
 def test_a_merged_lora_checkpoint_exports_to_transformers_with_the_same_logits(tmp_path):

@@ -69,6 +69,8 @@ def test_lora_sft_trains_only_the_adapters_saves_only_them_and_its_loss_falls(lo
     ckpt = resolve_checkpoint(out)
     assert not (ckpt / WEIGHTS).exists() and (ckpt / ADAPTERS).stat().st_size < (base / WEIGHTS).stat().st_size / 3
     meta = json.loads((ckpt / "config.json").read_text())
+    relative = meta["lora"]["base"].pop("relative_path")  # written from the save's temporary sibling directory
+    assert (ckpt / relative).resolve() == base.resolve()
     assert meta["lora"]["base"] == {"path": str(base.resolve()), "sha256": file_sha256(base / WEIGHTS)}
     assert meta["lora"]["params"] == expected and meta["extra"]["stage"] == "sft"
     state = torch.load(ckpt / "trainer_state.pt", weights_only=True)["optimizer"]["state"]
