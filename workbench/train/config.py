@@ -174,12 +174,22 @@ class SFTConfig(TrainConfig):
     packing: bool = False  # pack several conversations per row (no attention across them)
     lora: dict | None = None  # LoRA adapters (rank, alpha, dropout, targets); null = train every weight
     fsdp: bool = False  # several processes: shard weights, gradients and AdamW state (FSDP2) instead of DDP
+    # pretraining text mixed into every step (InstructGPT's "ptx"): loss = chat loss + replay_weight x
+    # the next-token loss of replay_batch_size windows of replay_seq_len tokens; null = off
+    replay_data: str | None = None
+    replay_weight: float = 1.0
+    replay_batch_size: int = 8
+    replay_seq_len: int = 128
 
     def validate(self):
         super().validate()
         _need_max_len(self.max_len)
         _need_choice(self, "mode")
         _need_lora(self)
+        _need(self.replay_weight > 0 and math.isfinite(self.replay_weight),
+              f"replay_weight must be a positive number, got {self.replay_weight}")
+        for name in ("replay_batch_size", "replay_seq_len"):
+            _need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
         _need(not (self.fsdp and self.lora), "fsdp and lora together: LoRA trains small adapters, which DDP "
               "replicates cheaply; set fsdp: false (or drop lora)")
         return self

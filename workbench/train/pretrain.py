@@ -79,8 +79,8 @@ class PretrainStage(Stage):
                                           seed=cfg.seed, fmt=cfg.format, skip_bad=cfg.skip_bad, log=self.engine.log)
             name = _name(cfg.data)
             if cfg.val_data:
-                return self._stream(train, name, "train"), self._raw(cfg.val_data, "val")[0]
-            return self._stream(train, name, "train"), (self._stream(val, name, "val") if val else None)
+                return token_stream(train, name, "train"), self._raw(cfg.val_data, "val")[0]
+            return token_stream(train, name, "train"), (token_stream(val, name, "val") if val else None)
         if Path(cfg.data).is_dir() and (Path(cfg.data) / INDEX).is_file():
             train = open_shards(cfg.data, "train", self.tokenizer)
             val = None
@@ -95,22 +95,12 @@ class PretrainStage(Stage):
         if cfg.val_data:
             return everything, self._raw(cfg.val_data, "val")[0]
         train_docs, val_docs = split_validation(docs, cfg.val_fraction, cfg.seed)
-        val = self._stream(_ids(val_docs), cfg.data, "val") if val_docs else None
-        return self._stream(_ids(train_docs), cfg.data, "train"), val
+        val = token_stream(_ids(val_docs), cfg.data, "val") if val_docs else None
+        return token_stream(_ids(train_docs), cfg.data, "train"), val
 
     def _raw(self, spec: str, split: str):
-        from workbench.train.data import load_examples
+        return raw_text(spec, self.tokenizer, split, fmt=self.cfg.format, skip_bad=self.cfg.skip_bad, log=self.engine.log)
 
-        examples, _ = load_examples(spec, "text", self.tokenizer, max_len=None, fmt=self.cfg.format,
-                                    skip_bad=self.cfg.skip_bad, log=self.engine.log)
-        return self._stream(_ids(examples), spec, split), examples
-
-    @staticmethod
-    def _stream(docs: list[np.ndarray], spec: str, split: str) -> ShardSet:
-        """Documents (token arrays, each already ending in <|endoftext|>) as one in-memory token stream."""
-        tokens = np.concatenate(docs)
-        index = {"splits": {split: {"documents": len(docs), "tokens": len(tokens)}}, "tokenizer": {}}
-        return ShardSet(Path(spec), split, index, [tokens], np.array([0, len(tokens)], dtype=np.int64))
 
     def batches(self, start: int):
         for position, windows in self.train_set.batches(self.cfg.batch_size, self.cfg.seq_len,
@@ -139,3 +129,26 @@ class PretrainStage(Stage):
             count += out.n_tokens
         loss = total / max(count, 1)
         return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0)), "val/tokens": count}
+
+
+def token_stream(docs: list[np.ndarray], spec, split: str) -> ShardSet:
+    """Documents (token arrays, each already ending in <|endoftext|>) as one in-memory token stream."""
+    tokens = np.concatenate(docs)
+    index = {"splits": {split: {"documents": len(docs), "tokens": len(tokens)}}, "tokenizer": {}}
+    return ShardSet(Path(spec), split, index, [tokens], np.array([0, len(tokens)], dtype=np.int64))
+
+
+def raw_text(spec: str, tokenizer, split: str, *, fmt=None, skip_bad=False, log=None):
+    """(token stream, documents) of raw text (.jsonl {"text"}, .txt, ...), tokenized here."""
+    from workbench.train.data import load_examples
+
+    examples, _ = load_examples(spec, "text", tokenizer, max_len=None, fmt=fmt, skip_bad=skip_bad, log=log)
+    return token_stream(_ids(examples), spec, split), examples
+
+
+def text_stream(spec: str, tokenizer, *, skip_bad=False, log=None) -> ShardSet:
+    """Every training token of `spec`: a `workbench data prepare` folder's train split, or raw text
+    (all of it: nothing is held out). SFT's replay reads its pretraining text through this."""
+    if Path(spec).is_dir() and (Path(spec) / INDEX).is_file():
+        return open_shards(spec, "train", tokenizer)
+    return raw_text(spec, tokenizer, "train", skip_bad=skip_bad, log=log)[0]

@@ -13,6 +13,14 @@ so no conversation is trained to predict the next one either.
 
 `lora: {rank, alpha, dropout, targets}` trains LoRA adapters on the frozen parent instead of every
 weight (workbench.model.lora); the checkpoints hold the adapters and a pointer to the parent.
+
+`replay_data: TEXT` mixes pretraining text into every micro-batch (InstructGPT's "ptx" term): the
+loss is the chat loss + replay_weight x the next-token loss of replay_batch_size windows of
+replay_seq_len tokens, so SFT learns the chat format without unlearning what pretraining stored
+(the cpu-demo recipe: answers about towns that only the pretraining text describes). The windows
+of a micro-batch are a function of (seed, its data position) only: a resumed run draws the same
+ones, and under several processes each rank draws its own. `lm_loss` stays the chat loss;
+`replay_loss` is logged beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+import numpy as np
 
 from workbench.chat import IGNORE
 from workbench.data.collate import SFTCollator
@@ -49,11 +59,43 @@ class SFTStage(Stage):
             self.train_items, self.val_items = [e.rendered for e in train], [e.rendered for e in val]
         self.collate = SFTCollator(self.tokenizer.pad_id, cfg.max_len)
         self.loader = ExampleLoader(self.train_items, cfg.batch_size, cfg.seed, self.collate)
+        self.replay = self._load_replay() if cfg.replay_data else None
+
+    def _load_replay(self):
+        from workbench.errors import WorkbenchError
+        from workbench.train.pretrain import text_stream
+
+        cfg = self.cfg
+        if cfg.replay_seq_len + 1 > self.model.cfg.max_seq_len:
+            raise WorkbenchError(f"replay_seq_len {cfg.replay_seq_len} (+1 for the shifted target) exceeds the "
+                                 f"model's max_seq_len {self.model.cfg.max_seq_len}; lower replay_seq_len")
+        replay = text_stream(cfg.replay_data, self.tokenizer, skip_bad=cfg.skip_bad, log=self.engine.log)
+        if replay.num_windows(cfg.replay_seq_len) == 0:
+            raise WorkbenchError(f"replay_data {cfg.replay_data}: {replay.num_tokens} tokens, fewer than one window "
+                                 f"of replay_seq_len {cfg.replay_seq_len} + 1; use a shorter replay_seq_len or more text")
+        self.engine.log(f"replay: {replay.num_tokens:,} tokens of {cfg.replay_data} "
+                        f"({replay.num_windows(cfg.replay_seq_len):,} windows of {cfg.replay_seq_len}), "
+                        f"{cfg.replay_batch_size} per micro-batch at weight {cfg.replay_weight:g}")
+        return replay
+
+    def _replay_windows(self, position: int) -> torch.Tensor:
+        cfg, n = self.cfg, self.replay.num_windows(self.cfg.replay_seq_len)
+        picks = np.random.default_rng([cfg.seed, 7, position]).integers(0, n, cfg.replay_batch_size)
+        return torch.from_numpy(np.stack([self.replay.window(int(i), cfg.replay_seq_len) for i in picks]))
 
     def load_model(self, ckpt) -> None:
         restore_weights(self.model, ckpt)  # a LoRA run: its adapters only
 
+    def lineage(self) -> dict:
+        return {**super().lineage(), **({"replay_data": self.cfg.replay_data} if self.cfg.replay_data else {})}
+
     def batches(self, start: int):
+        for position, batch in self._chat_batches(start):
+            if self.replay is not None:
+                batch["replay"] = self._replay_windows(position)
+            yield position, batch
+
+    def _chat_batches(self, start: int):
         if not self.cfg.packing:
             yield from self.loader.batches(start)
             return
@@ -80,6 +122,10 @@ class SFTStage(Stage):
                    "tokens": int(b["attention_mask"].sum()), "samples": int(batch.get("examples", b["input_ids"].shape[0]))}
         if out.balance is not None:
             metrics["moe_balance"] = out.balance
+        if "replay" in b:
+            replay = self.model(b["replay"], labels=b["replay"])  # the model shifts: as in pretraining
+            metrics["replay_loss"] = float(replay.lm_loss.detach())
+            return out.loss + self.cfg.replay_weight * replay.lm_loss, metrics
         return out.loss, metrics
 
     def evaluate(self) -> dict:
