@@ -64,6 +64,7 @@ class TrainPane(Vertical):
         self._ended: list[TrainJob] = []  # jobs whose end the pane has taken into account
         self._refresh_pending = False
         self._status_text = M.TRAIN_IDLE
+        self._detached_choice = False  # the detached switch as the user left it (procs > 1 locks it on)
 
     def _file_values(self, path: str) -> dict:
         try:
@@ -144,21 +145,22 @@ class TrainPane(Vertical):
         """The processes box (raises WorkbenchError for a value the CLI would refuse)."""
         return schema.parse_processes(self.query_one("#train-nproc", Input).value)
 
-    def _nproc_or_1(self) -> int:
+    def _nproc_arg(self) -> int | str:
+        """For the command line: the count, or the box's text as typed when the CLI would refuse it."""
         try:
             return self.nproc()
         except WorkbenchError:
-            return 1
+            return self.query_one("#train-nproc", Input).value.strip()
 
     def command_args(self, out: str | None = None) -> list[str]:
         values = self.form.values()
         return schema.command_args(self.stage, self.config, self._init_from(values), out or self._out(), values,
-                                   base=self.base, nproc=self._nproc_or_1())
+                                   base=self.base, nproc=self._nproc_arg())
 
     def command_line(self) -> str:
         values = self.form.values()
         return schema.command_line(self.stage, self.config, self._init_from(values), self._out(), values,
-                                   base=self.base, nproc=self._nproc_or_1())
+                                   base=self.base, nproc=self._nproc_arg())
 
     def _refresh_soon(self) -> None:
         """Coalesce a burst of changes (a loaded file, a new stage: one per field) into one refresh."""
@@ -182,16 +184,16 @@ class TrainPane(Vertical):
         CLI would refuse marks the box (Start says why)."""
         box, switch = self.query_one("#train-nproc", Input), self.query_one("#train-detached", Switch)
         try:
-            n = self.nproc()
+            n, error = self.nproc(), None
         except WorkbenchError as e:
-            box.add_class("-bad")
-            box.tooltip = f"{e}\n\n{M.TRAIN_PROCS_HELP}"
-            return
-        box.remove_class("-bad")
-        box.tooltip = M.TRAIN_PROCS_HELP
-        if n > 1:
-            switch.value = True
-        switch.disabled = n > 1
+            n, error = 1, e
+        box.set_class(error is not None, "-bad")
+        box.tooltip = f"{error}\n\n{M.TRAIN_PROCS_HELP}" if error else M.TRAIN_PROCS_HELP
+        if n > 1 and not switch.disabled:  # lock it on; the user's own choice comes back at 1
+            self._detached_choice = switch.value
+            switch.value, switch.disabled = True, True
+        elif n == 1 and switch.disabled:
+            switch.value, switch.disabled = self._detached_choice, False
 
     @on(ConfigForm.Changed)
     @on(Input.Changed, "#train-out")
@@ -241,7 +243,7 @@ class TrainPane(Vertical):
     def action_detached(self) -> None:
         switch = self.query_one("#train-detached", Switch)
         if switch.disabled:
-            self.app.notify(M.TRAIN_PROCS_DETACHED.format(n=self._nproc_or_1()), severity="warning")
+            self.app.notify(M.TRAIN_PROCS_DETACHED.format(n=self._nproc_arg()), severity="warning")
             return
         switch.value = not switch.value
 

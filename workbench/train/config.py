@@ -186,6 +186,8 @@ class SFTConfig(TrainConfig):
         _need_max_len(self.max_len)
         _need_choice(self, "mode")
         _need_lora(self)
+        _need(self.replay_data is None or (isinstance(self.replay_data, str) and self.replay_data.strip()),
+              f"replay_data must be a text file or folder (or null for none), got {self.replay_data!r}")
         _need(self.replay_weight > 0 and math.isfinite(self.replay_weight),
               f"replay_weight must be a positive number, got {self.replay_weight}")
         for name in ("replay_batch_size", "replay_seq_len"):

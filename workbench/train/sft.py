@@ -19,8 +19,9 @@ loss is the chat loss + replay_weight x the next-token loss of replay_batch_size
 replay_seq_len tokens, so SFT learns the chat format without unlearning what pretraining stored
 (the cpu-demo recipe: answers about towns that only the pretraining text describes). The windows
 of a micro-batch are a function of (seed, its data position) only: a resumed run draws the same
-ones, and under several processes each rank draws its own. `lm_loss` stays the chat loss;
-`replay_loss` is logged beside it.
+ones, and under several processes each rank draws its own (there the whole loss of a rank, replay
+term included, is weighted by its share of the trained chat tokens, as the chat loss must be).
+`lm_loss` stays the chat loss; `replay_loss` is logged beside it.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ class SFTStage(Stage):
         if cfg.replay_seq_len + 1 > self.model.cfg.max_seq_len:
             raise WorkbenchError(f"replay_seq_len {cfg.replay_seq_len} (+1 for the shifted target) exceeds the "
                                  f"model's max_seq_len {self.model.cfg.max_seq_len}; lower replay_seq_len")
-        replay = text_stream(cfg.replay_data, self.tokenizer, skip_bad=cfg.skip_bad, log=self.engine.log)
+        try:
+            replay = text_stream(cfg.replay_data, self.tokenizer, skip_bad=cfg.skip_bad, log=self.engine.log)
+        except WorkbenchError as e:  # name the setting: `data` is the chats, this is the pretraining text
+            raise WorkbenchError(f"replay_data={cfg.replay_data} (plain text: .jsonl {{\"text\"}}, .txt, or a "
+                                 f"`workbench data prepare` folder): {e}") from None
         if replay.num_windows(cfg.replay_seq_len) == 0:
             raise WorkbenchError(f"replay_data {cfg.replay_data}: {replay.num_tokens} tokens, fewer than one window "
                                  f"of replay_seq_len {cfg.replay_seq_len} + 1; use a shorter replay_seq_len or more text")

@@ -88,7 +88,9 @@ def test_a_resumed_replay_run_draws_the_same_windows(tmp_path, pretrained):
     ("replay_weight=0", "replay_weight must be a positive number, got 0"),
     ("replay_batch_size=0", "replay_batch_size must be at least 1, got 0"),
     ("replay_seq_len=100000", "replay_seq_len 100000 (+1 for the shifted target) exceeds the model's max_seq_len"),
-    ("replay_data=nowhere.jsonl", "nowhere.jsonl"),
+    ("replay_data=nowhere.jsonl", "replay_data=nowhere.jsonl (plain text"),
+    ("replay_data=''", "replay_data must be a text file or folder (or null for none), got ''"),
+    (f"replay_data={SAMPLE / 'chat.jsonl'}", f"replay_data={SAMPLE / 'chat.jsonl'} (plain text"),
 ])
 def test_bad_replay_settings_are_named(tmp_path, pretrained, setting, message):
     extra = [] if setting.startswith("replay_data") else [f"replay_data={TEXT}"]
