@@ -87,7 +87,7 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         p = await ready(pilot)
-        assert str(app.query_one("#data-status", Static).content) == "300 records"
+        assert str(app.query_one("#data-status", Static).content) == "900 records"
         assert p.browser.format == "ultrachat"
         await pilot.press("down", "down")
         view = app.query_one("#ex-single", TokenView)
@@ -97,7 +97,7 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
         assert trained(view) == [shown(r) + "<|im_end|>✓" for r in replies]
         assert styled(view, lambda s: s.color == GREY)  # the rest is drawn masked
         head = str(app.query_one("#ex-head", Static).content)
-        assert head.startswith("#2 · chat.jsonl:3 · conversation · 106 tokens · 43 trained")
+        assert head.startswith("#2 · chat.jsonl:3 · conversation · 93 tokens · 43 trained")
         # the mode: only the last reply, then every token
         p.action_mode("last")
         await pilot.pause()
@@ -121,7 +121,7 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
         await pilot.press("backspace")
         assert not msg.display and not box.has_class("-invalid")
         warnings = str(app.query_one("#ex-warnings", Static).content)
-        assert "⚠ truncated: 94 tokens cut (max_len 12)" in warnings
+        assert "⚠ truncated: 81 tokens cut (max_len 12)" in warnings
         assert "nothing trainable after truncation: example dropped" in warnings
         await ready(pilot)
         assert app.query_one(ExampleList).visible_rows()[0].tokens == 12
@@ -152,7 +152,7 @@ async def test_the_token_cursor_raw_view_boundaries_search_and_the_palette(workd
         await pilot.press("r")
         raw = str(app.query_one("#ex-raw-text", Static).content)
         assert app.query_one("#ex-switch").current == "ex-raw"
-        assert raw.startswith("user\nWhat food is Varnholt famous for?") and "assistant\nThat is a silly question" in raw
+        assert raw.startswith("user\nQuick question: how many live in Caldreth?") and "assistant\nSure! Caldreth has" in raw
 
         def shades():  # the backgrounds of the masked tokens of the first message's text
             return {seg.style.bgcolor for seg in view.render_line(1) if seg.style and seg.style.color == GREY}
@@ -179,7 +179,7 @@ async def test_the_token_cursor_raw_view_boundaries_search_and_the_palette(workd
         assert app.query_one(ExampleList).has_focus
         await pilot.press("slash", "escape")  # Escape empties the box
         await pilot.pause(0.5)
-        assert len(app.query_one(ExampleList).indices) == 300
+        assert len(app.query_one(ExampleList).indices) == 900
         # a tokenizer that cannot be loaded: said beside it, the last good one stays
         app.query_one("#data-tokenizer", Input).value = "nope.tiktoken"
         p._load_tokenizer("nope.tiktoken")

@@ -6,8 +6,9 @@ a founding year, a population, a famous food and a guild -- and every question h
 canonical answer that a program can check (`check_answer`), so rewards and report cards can be
 computed automatically. The pretraining corpus (`text.jsonl`) states the same facts the chats ask
 about, so a model pretrained on it can later answer them. Eight "lore" towns are known only to the
-corpus, and the `eval_*` files ask in phrasings (EVAL_Q) that no training file uses: they measure
-learnt facts, not memorised questions (sample_data/README.md).
+corpus: their facts appear there alone (in encyclopedia entries, fact lists, Q&A notes and stories),
+never in a chat, preference pair or RL prompt. The `eval_*` files ask in phrasings (EVAL_Q) that no
+training file uses: they measure learnt facts, not memorised questions (sample_data/README.md).
 
 Output is byte-identical across runs and Python 3.10-3.13: one `random.Random(seed)` drives every
 choice, nothing iterates over a set or uses `hash()`, and JSON keys are written in a fixed order.
@@ -25,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 from workbench.data.synthetic_text import texts, town_entry
-from workbench.data.synthetic_tasks import EVAL_Q, GENERATORS, PAIR_GENERATORS, QA, arith_qa, compare_qa, fact_qa, follow_up
+from workbench.data.synthetic_tasks import (EVAL_Q, FACT_Q, GENERATORS, PAIR_GENERATORS, QA, arith_qa, compare_qa,
+                                            fact_qa, follow_up)
 from workbench.data.synthetic_world import FACTS, WORDS, build_world, split_world
 
 DESCRIPTION = "Write the project's sample datasets (deterministic, from a seed)."
@@ -109,14 +111,14 @@ def _plan(rng, n: int, **counts: int) -> list[str]:
 # stages (DPO, PPO with the reward model) have something to train away. Scattered rude replies stay
 # invisible to greedy decoding (each rude opener is rarer than the polite ones), so the chats also
 # have one consistent habit: most answers to a sum open with the same sneer, and greedy SFT does too.
-RUDE_CHATS = 75
+RUDE_CHATS = 225
 SUM_SNEER_SHARE = 0.6
 
 
-def chats(rng, world, n=300):
-    """Conversations: 75 with a system message, 90 multi-turn, RUDE_CHATS whose last reply is rude."""
+def chats(rng, world, n=900):
+    """Conversations: 225 with a system message, 270 multi-turn, RUDE_CHATS whose last reply is rude."""
     rows, seen = [], []
-    systems, multi = _plan(rng, n, s=75), _plan(rng, n, m=90)
+    systems, multi = _plan(rng, n, s=225), _plan(rng, n, m=270)
     styles = _plan(rng, n, list=3, code=3, greet=6)
     rude = _plan(rng, n, r=RUDE_CHATS)
     for i in range(n):
@@ -181,16 +183,16 @@ def prompts(rng, world, n=100, taken=()):
 
 
 def qa_notes(rng, world, n=300) -> list[str]:
-    """Pretraining documents of questions and answers about the chat towns ("Q: ... A: ...").
+    """Pretraining documents of questions and answers about the towns of `world` ("Q: ... A: ...").
 
-    Allen-Zhu & Li's "mixed training": when some people's facts also come as Q&A during
-    pretraining, a model learns to *extract* stored facts, and then answers questions about people
-    it only read biographies of. The lore towns never appear here, and the phrasings are the
-    training ones (FACT_Q), so the eval files stay held out.
+    Allen-Zhu & Li's "mixed training": when facts also come as Q&A during pretraining, a model
+    learns to *extract* stored facts. `generate` passes every town, lore towns too, so the text
+    teaches extraction for all of them while no chat, pair or prompt names a lore town's facts.
+    The phrasings are the core training ones (FACT_Q), never the held-out EVAL_Q.
     """
     docs = []
     for _ in range(n):
-        qas = [fact_qa(rng, world) for _ in range(rng.randint(2, 4))]
+        qas = [fact_qa(rng, world, templates=FACT_Q) for _ in range(rng.randint(2, 4))]
         docs.append("\n".join(f"Q: {qa.question}\nA: {qa.say(qa.answer)}" for qa in qas))
     return docs
 
@@ -277,7 +279,7 @@ def generate(out_dir: str | Path, seed: int = 0) -> dict[str, int]:
     mt_users = [m["content"] for r in pref_mt for m in r["prompt"] if m["role"] == "user"]
     prm = prompts(rng, world, taken=users + [r["prompt"] for r in pref] + mt_users)
     text_rng = random.Random(f"{seed}/text")  # its own stream: editing the chats keeps the corpus
-    text = texts(text_rng, everywhere, qa_notes(text_rng, world))
+    text = texts(text_rng, everywhere, qa_notes(text_rng, everywhere))
     held_facts, held_lore, held_pairs = eval_facts(rng, world), eval_facts(rng, lore, 2), eval_pairs(rng, world)
     sharegpt, alpaca, messages, hh, corpus = other_formats(rng, world)
     files = {"chat.jsonl": chat, "preference.jsonl": pref, "preference_multiturn.jsonl": pref_mt,

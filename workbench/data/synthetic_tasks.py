@@ -56,8 +56,11 @@ class QA:
         return {"type": self.type, "answer": self.answer}
 
 
-# Training phrasings (chats, preference pairs, RL prompts) and, apart, held-out phrasings that only
-# the eval files use: a model that answers EVAL_Q has learnt the fact, not a question template.
+# Training phrasings and, apart, held-out phrasings that only the eval files use: a model that
+# answers EVAL_Q has learnt the fact, not a question template. FACT_Q are the core phrasings, the
+# only ones in the pretraining text's Q&A notes. The chats, preference pairs and RL prompts ask in
+# CHAT_Q (FACT_Q plus MORE_Q, 12-14 per fact): with FACT_Q's 6-7 alone, SFT learnt the templates and
+# did not carry over to the held-out phrasings.
 FACT_Q = {
     "kingdom": ["Which kingdom is {t} in?", "{t} belongs to which kingdom?", "In what kingdom would I find {t}?",
                 "What kingdom does {t} belong to?", "Name the kingdom that {t} is part of.",
@@ -77,6 +80,27 @@ FACT_Q = {
               "Name the famous guild of {t}.", "Do you know the guild of {t}?",
               "Which craft guild works in {t}?"],
 }
+MORE_Q = {
+    "kingdom": ["{t} lies in which kingdom?", "Which of the Five Kingdoms is {t} part of?",
+                "Can you tell me the kingdom {t} is in?", "Which realm is {t} in?", "Where is {t}? Which kingdom?",
+                "Quick question: what kingdom is {t} in?", "Which kingdom rules {t}?"],
+    "river": ["{t} sits on which river?", "Which river is near {t}?", "What river goes by {t}?",
+              "Can you name the river that {t} lies on?", "Quick question: what river does {t} stand on?",
+              "Which river passes {t}?"],
+    "founded": ["Which year saw the founding of {t}?", "When did {t} come into being? Give the year.",
+                "Quick question: what year was {t} founded in?", "Can you tell me when {t} was founded?",
+                "{t} was founded in which year?", "What is the year of the founding of {t}?"],
+    "population": ["How many people are there in {t}?", "What is the head count of {t}?",
+                   "Quick question: how many live in {t}?", "Can you tell me the population of {t}?",
+                   "How many inhabitants does {t} have?", "{t} has how many people?", "How populous is {t}?"],
+    "food": ["What dish is {t} known for?", "What do people eat in {t}?",
+             "Quick question: what is the famous dish of {t}?", "Can you tell me what {t} is famous for eating?",
+             "What food comes from {t}?", "What is the famous food of {t}?"],
+    "craft": ["What are the craftsmen of {t} known for?", "Which guild makes {t} famous?",
+              "Quick question: which guild works in {t}?", "Can you tell me the guild of {t}?",
+              "What trade is {t} known for?", "{t} is famous for which guild?", "Which guild calls {t} home?"],
+}
+CHAT_Q = {k: FACT_Q[k] + MORE_Q[k] for k in FACT_Q}
 EVAL_Q = {
     "kingdom": ["Tell me which kingdom {t} is located in.", "{t} is a town in which kingdom?"],
     "river": ["What is the name of the river at {t}?", "Which river is {t} built on?"],
@@ -94,12 +118,13 @@ FACT_A = {"kingdom": "{t} is in the kingdom of {a}.", "river": "{t} lies on the 
 
 
 def fact_qa(rng, world, town=None, kind=None, follow=False, templates=None) -> QA:
-    """A question about one fact of a town; its wrong answer is another town's value (plausible, never right)."""
+    """A question about one fact of a town, in a phrasing of `templates` (default CHAT_Q); its wrong answer
+    is another town's value (plausible, never right)."""
     town = town or rng.choice(world)
     kind = kind or rng.choice(FACTS)
     answer = str(getattr(town, kind))
     wrong = rng.choice([str(getattr(t, kind)) for t in world if str(getattr(t, kind)) != answer])
-    q = FOLLOW_Q[kind] if follow else rng.choice((templates or FACT_Q)[kind]).format(t=town.name)
+    q = FOLLOW_Q[kind] if follow else rng.choice((templates or CHAT_Q)[kind]).format(t=town.name)
     return QA(q, f"fact_{kind}", answer, wrong, lambda a: FACT_A[kind].format(t=town.name, a=a), {"town": town})
 
 

@@ -1,8 +1,9 @@
 """The fictional "task world" behind the sample data: word lists, the `Town` record and `build_world`.
 
-The last `N_LORE` towns are "lore towns": their facts are stated only in the pretraining text, never
-asked or answered in a chat, preference pair or RL prompt, so `eval_lore.jsonl` measures whether
-knowledge learnt in pretraining can be extracted after SFT (Allen-Zhu & Li, Physics of LMs 3.1).
+The last `N_LORE` towns are "lore towns": their facts appear only in the pretraining text (as
+encyclopedia entries, fact lists, Q&A notes and stories), never asked or answered in a chat,
+preference pair or RL prompt, so `eval_lore.jsonl` measures whether knowledge learnt in pretraining
+can be extracted after SFT (Allen-Zhu & Li, Physics of LMs 3.1).
 
 Shared by `synthetic` (questions, chats) and `synthetic_text` (pretraining corpus); imports neither.
 Not run directly: `python -m workbench.data.synthetic --out sample_data` writes the data.

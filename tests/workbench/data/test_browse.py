@@ -265,16 +265,16 @@ def test_same_ids_and_labels_as_inspect_json(tok, name):
 def test_rows_follow_the_encoding(tok):
     br = open_browser(str(SAMPLE / "chat.jsonl"))
     plain = br.rows([0, 1])
-    assert plain[0].tokens is None and plain[0].first_line.startswith("What food is Varnholt")
+    assert plain[0].tokens is None and plain[0].first_line.startswith("Quick question: how many live in Caldreth")
     all_, last, every = (br.rows([2], Encoding(tok, m))[0] for m in ("all", "last", "every"))
-    assert all_.tokens == last.tokens == every.tokens == 106
-    assert every.trained == 106 > all_.trained > last.trained > 0
+    assert all_.tokens == last.tokens == every.tokens == 93
+    assert every.trained == 93 > all_.trained > last.trained > 0
     cut = br.rows([2], Encoding(tok, "all", 10))[0]
     assert cut.tokens == 10 and cut.truncated and cut.dropped and cut.trained == 0
     # cheap rows: what is cached, and the first line only for the rest
     enc = Encoding(tok, "last")
     cheap = br.rows([2, 3], enc, tokenize=False)
-    assert (cheap[0].tokens, cheap[1].tokens) == (106, None) and cheap[1].first_line.startswith("What famous food comes from Caldreth")
+    assert (cheap[0].tokens, cheap[1].tokens) == (93, None) and cheap[1].first_line.startswith("What do you get from 83 - 38")
     assert br.rows_tokenized == 4  # rows 2 in three modes (once cut), no more
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from workbench.data import synthetic, synthetic_reward, synthetic_text, synthetic_world
-from workbench.data.synthetic_tasks import check_answer
+from workbench.data.synthetic_tasks import CHAT_Q, EVAL_Q, FACT_Q, MORE_Q, check_answer
 
 SAMPLE = Path(__file__).resolve().parents[3] / "sample_data"
 WORLD = {t.name: t for t in synthetic_world.build_world(random.Random(0))}  # generate() draws the world first
@@ -89,10 +89,11 @@ def solve_words(q: str, towns: list, ctx: dict) -> str:
     if towns:
         ctx["town"] = towns[0]
     t = ctx["town"]
-    for key, attr in [("kingdom", "kingdom"), ("river", "river"), ("founded", "founded"), ("people", "population"),
-                      ("population", "population"), ("eat", "food"), ("food", "food"), ("guild", "craft"),
-                      ("craft", "craft")]:
-        if key in q:
+    for keys, attr in [(("kingdom", "realm"), "kingdom"), (("river",), "river"), (("found", "year"), "founded"),
+                       (("eat", "food", "dish"), "food"),  # before "people": "What do people eat in X?"
+                       (("people", "popul", "inhabitants", "head count", "live"), "population"),
+                       (("guild", "craft", "trade"), "craft")]:
+        if any(key in q.lower() for key in keys):
             return str(getattr(t, attr))
     raise AssertionError(f"solver cannot read: {q!r}")
 
@@ -125,7 +126,7 @@ def test_committed_files_are_exactly_what_the_generator_writes(generated):
         assert (out / name).read_bytes() == (SAMPLE / name).read_bytes(), f"{name} is stale: regenerate it"
     committed = {str(p.relative_to(SAMPLE)) for p in SAMPLE.rglob("*") if p.is_file()}
     assert committed == set(counts) | {"README.md"}
-    assert counts == {"chat.jsonl": 300, "preference.jsonl": 500, "preference_multiturn.jsonl": 30,
+    assert counts == {"chat.jsonl": 900, "preference.jsonl": 500, "preference_multiturn.jsonl": 30,
                       "prompts.jsonl": 100, "text.jsonl": 1418, "formats/sharegpt.jsonl": 8,
                       "formats/alpaca.jsonl": 8, "formats/messages.jsonl": 8, "formats/hh.jsonl": 8,
                       "eval_facts.jsonl": 96, "eval_lore.jsonl": 96, "eval_pairs.jsonl": 100,
@@ -162,7 +163,7 @@ def test_chat_mix_is_like_real_data():
     rows = load("chat.jsonl")
     system = [r for r in rows if r["messages"][0]["role"] == "system"]
     multi = [r for r in rows if len(strip_system(r["messages"])) > 2]
-    assert len(system) == 75 and len(multi) == 90
+    assert len(system) == 225 and len(multi) == 270
     assert {len(strip_system(r["messages"])) for r in multi} == {4, 6}
     contents = [m["content"] for r in rows for m in r["messages"]]
     assert sum(not c.isascii() for c in contents) >= 5
@@ -172,7 +173,7 @@ def test_chat_mix_is_like_real_data():
     sums = [r["task"]["type"].startswith("arith_") for r in rows]
     habit = [r for r, text, s in zip(rows, last, sums) if s and text.startswith(synthetic.SNEER)]
     rude = sum(synthetic_reward.is_rude(text) for text in last) - len(habit)
-    assert 50 <= rude <= synthetic.RUDE_CHATS  # scattered, like scraped chats
+    assert 150 <= rude <= synthetic.RUDE_CHATS  # scattered, like scraped chats
     # and one habit: most answers to a sum open with the same sneer, so greedy SFT shows it too
     assert 0.3 < len(habit) / sum(sums) < synthetic.SUM_SNEER_SHARE
     assert all(check_answer(r["task"], r["messages"][-1]["content"]) for r in habit)
@@ -261,25 +262,65 @@ def training_users() -> list[str]:
     return seen + [m["content"] for r in load("preference_multiturn.jsonl") for m in r["prompt"] if m["role"] == "user"]
 
 
+def phrasing(template: str) -> re.Pattern:
+    """A question template ("Which kingdom is {t} in?") as a regex that matches it asked about any town."""
+    return re.compile(re.escape(template).replace(re.escape("{t}"), "[A-Z][a-z]+"))
+
+
+def qa_notes() -> list[tuple[str, str]]:
+    """(question, reply) of every Q&A note in the pretraining text."""
+    notes = []
+    for r in load("text.jsonl"):
+        if r["text"].startswith("Q: "):
+            lines = r["text"].split("\n")
+            assert [x[:3] for x in lines] == ["Q: ", "A: "] * (len(lines) // 2), r["text"]
+            notes += [(q[3:], a[3:]) for q, a in zip(lines[0::2], lines[1::2])]
+    return notes
+
+
 def test_lore_towns_are_only_in_the_pretraining_text():
     chat_towns, lore = synthetic_world.split_world(list(WORLD.values()))
     trained = json.dumps([load(n) for n in ("chat.jsonl", "preference.jsonl", "preference_multiturn.jsonl",
                                             "prompts.jsonl", "eval_facts.jsonl", "eval_pairs.jsonl")])
     text = (SAMPLE / "text.jsonl").read_text(encoding="utf-8")
-    qa_notes = "\n".join(r["text"] for r in load("text.jsonl") if r["text"].startswith("Q: "))
-    assert qa_notes.count("\nA: ") > 500
     unquoted = re.sub(r"'[A-Za-z]+'", "", trained)  # string tasks may spell a lore town's name ('Quarrow')
     for t in lore:
-        assert t.name not in unquoted and t.name not in qa_notes and text.count(t.name) > 100
+        assert t.name not in unquoted and text.count(t.name) > 100
     assert all(t.name in unquoted for t in chat_towns) and any(f"'{t.name}'" in trained for t in lore)
 
 
+def test_qa_notes_ask_about_every_town_in_the_core_phrasings_and_answer_right():
+    """The text's Q&A notes teach extracting a fact from any town, lore towns too, and never in CHAT_Q's
+    extra phrasings (MORE_Q) or the held-out ones (EVAL_Q)."""
+    notes = qa_notes()
+    assert len(notes) > 500
+    asked = "\n".join(q for q, _ in notes)
+    assert all(asked.count(t.name) > 20 for t in WORLD.values())
+    core = [phrasing(q) for qs in FACT_Q.values() for q in qs]
+    for q, reply in notes:
+        assert any(p.fullmatch(q) for p in core), q
+        assert check_answer({"answer": solve(q, {})}, reply), (q, reply)
+
+
+def test_chats_pairs_and_prompts_ask_in_the_wide_set_of_phrasings():
+    users = [m["content"] for r in load("chat.jsonl") for m in r["messages"] if m["role"] == "user"]
+    for qs in CHAT_Q.values():
+        for q in qs:  # search: a greeting may come first
+            assert any(phrasing(q).search(u) for u in users), q
+    extra = [phrasing(q) for qs in MORE_Q.values() for q in qs]
+    for name in ("preference.jsonl", "prompts.jsonl"):
+        assert sum(any(p.fullmatch(r["prompt"]) for p in extra) for r in load(name)) > 10, name
+
+
 def test_eval_files_ask_every_fact_in_phrasings_no_training_file_uses():
-    users = training_users()
-    training = "\n".join(users)
-    for t in synthetic.EVAL_Q.values():
-        for q in t:  # no held-out template occurs in training, with any town
-            assert not any(re.fullmatch(re.escape(q).replace(re.escape("{t}"), "[A-Z][a-z]+"), u) for u in users), q
+    held_out = [phrasing(q) for qs in EVAL_Q.values() for q in qs]
+    for q in (q for qs in CHAT_Q.values() for q in qs):  # no training template contains a held-out one
+        assert not any(p.search(q.format(t="Varnholt")) for p in held_out), q
+    for name in ("chat.jsonl", "preference.jsonl", "preference_multiturn.jsonl", "prompts.jsonl", "text.jsonl"):
+        raw = (SAMPLE / name).read_text(encoding="utf-8")
+        for p in held_out:  # nor does any training file, with any town
+            assert not p.search(raw), (name, p.pattern)
+    training = "\n".join(training_users())
     chat_towns, lore = synthetic_world.split_world(list(WORLD.values()))
     for name, towns, per in [("eval_facts.jsonl", chat_towns, 1), ("eval_lore.jsonl", lore, 2)]:
         rows = load(name)
