@@ -97,7 +97,7 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
         assert trained(view) == [shown(r) + "<|im_end|>✓" for r in replies]
         assert styled(view, lambda s: s.color == GREY)  # the rest is drawn masked
         head = str(app.query_one("#ex-head", Static).content)
-        assert head.startswith("#2 · chat.jsonl:3 · conversation · 93 tokens · 43 trained")
+        assert head.startswith("#2 · chat.jsonl:3 · conversation · 92 tokens · 44 trained")
         # the mode: only the last reply, then every token
         p.action_mode("last")
         await pilot.pause()
@@ -121,7 +121,7 @@ async def test_the_trained_spans_are_the_assistant_replies_and_follow_mode_and_m
         await pilot.press("backspace")
         assert not msg.display and not box.has_class("-invalid")
         warnings = str(app.query_one("#ex-warnings", Static).content)
-        assert "⚠ truncated: 81 tokens cut (max_len 12)" in warnings
+        assert "⚠ truncated: 80 tokens cut (max_len 12)" in warnings
         assert "nothing trainable after truncation: example dropped" in warnings
         await ready(pilot)
         assert app.query_one(ExampleList).visible_rows()[0].tokens == 12

@@ -111,14 +111,14 @@ def _plan(rng, n: int, **counts: int) -> list[str]:
 # stages (DPO, PPO with the reward model) have something to train away. Scattered rude replies stay
 # invisible to greedy decoding (each rude opener is rarer than the polite ones), so the chats also
 # have one consistent habit: most answers to a sum open with the same sneer, and greedy SFT does too.
-RUDE_CHATS = 225
+RUDE_CHATS = 75
 SUM_SNEER_SHARE = 0.6
 
 
 def chats(rng, world, n=900):
-    """Conversations: 225 with a system message, 270 multi-turn, RUDE_CHATS whose last reply is rude."""
+    """Conversations: 75 with a system message, 90 multi-turn, RUDE_CHATS whose last reply is rude."""
     rows, seen = [], []
-    systems, multi = _plan(rng, n, s=225), _plan(rng, n, m=270)
+    systems, multi = _plan(rng, n, s=75), _plan(rng, n, m=90)
     styles = _plan(rng, n, list=3, code=3, greet=6)
     rude = _plan(rng, n, r=RUDE_CHATS)
     for i in range(n):

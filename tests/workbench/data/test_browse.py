@@ -267,14 +267,14 @@ def test_rows_follow_the_encoding(tok):
     plain = br.rows([0, 1])
     assert plain[0].tokens is None and plain[0].first_line.startswith("Quick question: how many live in Caldreth")
     all_, last, every = (br.rows([2], Encoding(tok, m))[0] for m in ("all", "last", "every"))
-    assert all_.tokens == last.tokens == every.tokens == 93
-    assert every.trained == 93 > all_.trained > last.trained > 0
+    assert all_.tokens == last.tokens == every.tokens == 92
+    assert every.trained == 92 > all_.trained > last.trained > 0
     cut = br.rows([2], Encoding(tok, "all", 10))[0]
     assert cut.tokens == 10 and cut.truncated and cut.dropped and cut.trained == 0
     # cheap rows: what is cached, and the first line only for the rest
     enc = Encoding(tok, "last")
     cheap = br.rows([2, 3], enc, tokenize=False)
-    assert (cheap[0].tokens, cheap[1].tokens) == (93, None) and cheap[1].first_line.startswith("What do you get from 83 - 38")
+    assert (cheap[0].tokens, cheap[1].tokens) == (92, None) and cheap[1].first_line.startswith("Compute 9 * 6.")
     assert br.rows_tokenized == 4  # rows 2 in three modes (once cut), no more
 
 

@@ -163,7 +163,7 @@ def test_chat_mix_is_like_real_data():
     rows = load("chat.jsonl")
     system = [r for r in rows if r["messages"][0]["role"] == "system"]
     multi = [r for r in rows if len(strip_system(r["messages"])) > 2]
-    assert len(system) == 225 and len(multi) == 270
+    assert len(system) == 75 and len(multi) == 90
     assert {len(strip_system(r["messages"])) for r in multi} == {4, 6}
     contents = [m["content"] for r in rows for m in r["messages"]]
     assert sum(not c.isascii() for c in contents) >= 5
@@ -173,7 +173,7 @@ def test_chat_mix_is_like_real_data():
     sums = [r["task"]["type"].startswith("arith_") for r in rows]
     habit = [r for r, text, s in zip(rows, last, sums) if s and text.startswith(synthetic.SNEER)]
     rude = sum(synthetic_reward.is_rude(text) for text in last) - len(habit)
-    assert 150 <= rude <= synthetic.RUDE_CHATS  # scattered, like scraped chats
+    assert 50 <= rude <= synthetic.RUDE_CHATS  # scattered, like scraped chats
     # and one habit: most answers to a sum open with the same sneer, so greedy SFT shows it too
     assert 0.3 < len(habit) / sum(sums) < synthetic.SUM_SNEER_SHARE
     assert all(check_answer(r["task"], r["messages"][-1]["content"]) for r in habit)
