@@ -78,15 +78,17 @@ class SFTStage(Stage):
         if replay.num_windows(cfg.replay_seq_len) == 0:
             raise WorkbenchError(f"replay_data {cfg.replay_data}: {replay.num_tokens} tokens, fewer than one window "
                                  f"of replay_seq_len {cfg.replay_seq_len} + 1; use a shorter replay_seq_len or more text")
-        self.engine.log(f"replay: {replay.num_tokens:,} tokens of {cfg.replay_data} "
-                        f"({replay.num_windows(cfg.replay_seq_len):,} windows of {cfg.replay_seq_len}), "
-                        f"{cfg.replay_batch_size} per micro-batch at weight {cfg.replay_weight:g}")
+        self.engine.log(f"replay: {replay.num_tokens:,} tokens of {cfg.replay_data}, {cfg.replay_batch_size} "
+                        f"windows of {cfg.replay_seq_len} per micro-batch at weight {cfg.replay_weight:g}")
         return replay
 
     def _replay_windows(self, position: int) -> torch.Tensor:
-        cfg, n = self.cfg, self.replay.num_windows(self.cfg.replay_seq_len)
-        picks = np.random.default_rng([cfg.seed, 7, position]).integers(0, n, cfg.replay_batch_size)
-        return torch.from_numpy(np.stack([self.replay.window(int(i), cfg.replay_seq_len) for i in picks]))
+        """replay_batch_size windows of replay_seq_len + 1 tokens starting anywhere in the text (not on
+        fixed window boundaries: a note is not always cut at the same place)."""
+        cfg, span = self.cfg, self.cfg.replay_seq_len + 1
+        starts = np.random.default_rng([cfg.seed, 7, position]).integers(0, self.replay.num_tokens - span + 1,
+                                                                          cfg.replay_batch_size)
+        return torch.from_numpy(np.stack([self.replay.tokens(int(s), int(s) + span) for s in starts]))
 
     def load_model(self, ckpt) -> None:
         restore_weights(self.model, ckpt)  # a LoRA run: its adapters only
