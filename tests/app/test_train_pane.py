@@ -239,7 +239,6 @@ async def test_a_detached_run_is_a_child_process_writing_metrics(workdir, pretra
         assert [r["step"] for r in records if r["event"] == "train"] == list(range(1, 13))
         assert run.code == 0 and ("runs/sft-bg", "finished", None) in monitor_spy["ended"]
         assert "$ workbench train sft --config configs/sft/tiny.yaml" in run.log.read_text()
-        # a child that fails: its log's end is in the notification
         # a child that fails: the end of its log is in the notification
         failed = train._launch(["train", "nosuchstage"], "runs/nothing-here")
         await until(pilot, lambda: failed.reported, timeout=60, what="the failing child")

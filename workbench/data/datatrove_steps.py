@@ -41,6 +41,7 @@ import json
 import os
 import shutil
 import tempfile
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,8 +115,12 @@ class _TextStep(PipelineStep):
 
     type = "🔻 - WORKBENCH"
 
-    def apply(self, text: str) -> tuple[str | None, str]:
-        raise NotImplementedError
+    def __init__(self, cfg: FilterConfig | PIIConfig):  # PIIConfig for ScrubPII
+        super().__init__()
+        self.cfg = cfg
+
+    @abstractmethod
+    def apply(self, text: str) -> tuple[str | None, str]: ...
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         for doc in data:
@@ -133,10 +138,6 @@ class _TextStep(PipelineStep):
 class Normalise(_TextStep):
     name = "normalise"
 
-    def __init__(self, cfg: FilterConfig):
-        super().__init__()
-        self.cfg = cfg
-
     def apply(self, text):
         text = normalise_text(text, self.cfg)
         return (text, "") if text else (None, "empty after normalisation")
@@ -144,10 +145,6 @@ class Normalise(_TextStep):
 
 class BoilerplateLines(_TextStep):
     name = "boilerplate_lines"
-
-    def __init__(self, cfg: FilterConfig):
-        super().__init__()
-        self.cfg = cfg
 
     def apply(self, text):
         text, dropped = clean_lines(text, self.cfg)
@@ -159,10 +156,6 @@ class BoilerplateLines(_TextStep):
 class QualityFilter(_TextStep):
     name = "quality"
 
-    def __init__(self, cfg: FilterConfig):
-        super().__init__()
-        self.cfg = cfg
-
     def apply(self, text):
         keep, reason = quality_check(Doc(text), self.cfg)
         return (text, "") if keep else (None, reason)
@@ -170,10 +163,6 @@ class QualityFilter(_TextStep):
 
 class ScrubPII(_TextStep):
     name = "pii"
-
-    def __init__(self, cfg: PIIConfig):
-        super().__init__()
-        self.cfg = cfg
 
     def apply(self, text):
         text, counts = scrub(text, self.cfg)

@@ -81,7 +81,7 @@ class PretrainStage(Stage):
             if cfg.val_data:
                 return token_stream(train, name, "train"), self._raw(cfg.val_data, "val")[0]
             return token_stream(train, name, "train"), (token_stream(val, name, "val") if val else None)
-        if Path(cfg.data).is_dir() and (Path(cfg.data) / INDEX).is_file():
+        if prepared(cfg.data):
             train = open_shards(cfg.data, "train", self.tokenizer)
             val = None
             if cfg.val_data:
@@ -100,7 +100,6 @@ class PretrainStage(Stage):
 
     def _raw(self, spec: str, split: str):
         return raw_text(spec, self.tokenizer, split, fmt=self.cfg.format, skip_bad=self.cfg.skip_bad, log=self.engine.log)
-
 
     def batches(self, start: int):
         for position, windows in self.train_set.batches(self.cfg.batch_size, self.cfg.seq_len,
@@ -131,6 +130,11 @@ class PretrainStage(Stage):
         return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0)), "val/tokens": count}
 
 
+def prepared(spec) -> bool:
+    """Is `spec` a folder written by `workbench data prepare` (shards + index), not raw text?"""
+    return Path(spec).is_dir() and (Path(spec) / INDEX).is_file()
+
+
 def token_stream(docs: list[np.ndarray], spec, split: str) -> ShardSet:
     """Documents (token arrays, each already ending in <|endoftext|>) as one in-memory token stream."""
     tokens = np.concatenate(docs)
@@ -149,6 +153,6 @@ def raw_text(spec: str, tokenizer, split: str, *, fmt=None, skip_bad=False, log=
 def text_stream(spec: str, tokenizer, *, skip_bad=False, log=None) -> ShardSet:
     """Every training token of `spec`: a `workbench data prepare` folder's train split, or raw text
     (all of it: nothing is held out). SFT's replay reads its pretraining text through this."""
-    if Path(spec).is_dir() and (Path(spec) / INDEX).is_file():
+    if prepared(spec):
         return open_shards(spec, "train", tokenizer)
     return raw_text(spec, tokenizer, "train", skip_bad=skip_bad, log=log)[0]

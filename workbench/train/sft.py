@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 import numpy as np
+import torch
 
 from workbench.chat import IGNORE
 from workbench.data.collate import SFTCollator
+from workbench.errors import WorkbenchError
 from workbench.train.data import ExampleLoader, eval_batches, load_examples, split_validation
 from workbench.train.engine import Stage
 from workbench.train.models import load_parent, restore_weights
@@ -63,7 +63,6 @@ class SFTStage(Stage):
         self.replay = self._load_replay() if cfg.replay_data else None
 
     def _load_replay(self):
-        from workbench.errors import WorkbenchError
         from workbench.train.pretrain import text_stream
 
         cfg = self.cfg
