@@ -300,6 +300,7 @@ async def _two_ranks_then_stop(pilot, run, workdir, monitor_spy):
     await pilot.pause()
     await pilot.press("f7")  # Ctrl-C for torchrun: it passes it on; every rank stops after a step
     await until(pilot, lambda: run.reported, timeout=120, what="the job to stop")
+    await until(pilot, lambda: monitor_spy["ended"], timeout=10, what="the Monitor to hear of the end")  # a message
     lineage = json.loads((workdir / "runs/sft-2p/lineage.json").read_text())
     assert run.code == 0 and lineage["status"] == "stopped", run.tail(20)
     assert any(p.name.startswith("step-") for p in (workdir / "runs/sft-2p/checkpoints").iterdir())
