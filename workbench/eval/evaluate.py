@@ -58,10 +58,16 @@ class RewardScorer:
         """[B] normalised scores of prompt + answer (+ the separator after a finished answer)."""
         sep = tok.encode("\n")
         rows = [p + t + (sep if done else []) for p, t, done in zip(prompts, g.tokens, g.finished)]
+        answer = [(len(p), len(p) + len(t)) for p, t in zip(prompts, g.tokens)]  # the response's tokens
         dev = next(self.model.parameters()).device
-        raw = torch.cat([self.model.score(*_right_pad(rows[s:s + SCORE_BATCH], tok.pad_id, dev))[0]
-                         for s in range(0, len(rows), SCORE_BATCH)])
-        return (raw.float() - self.mean) / self.std
+        raw = []
+        for s in range(0, len(rows), SCORE_BATCH):
+            ids, mask = _right_pad(rows[s:s + SCORE_BATCH], tok.pad_id, dev)
+            labels = torch.full_like(ids, -100)
+            for i, (a, b) in enumerate(answer[s:s + SCORE_BATCH]):
+                labels[i, a:b] = ids[i, a:b]
+            raw.append(self.model.score(ids, mask, labels)[0])
+        return (torch.cat(raw).float() - self.mean) / self.std
 
 
 @dataclass
@@ -351,9 +357,10 @@ def pair_metrics(scorer, tok, spec: str, read: _Reader, progress) -> dict:
     chosen, rejected = [], []
     for s in range(0, len(kept), SCORE_BATCH):
         batch = kept[s:s + SCORE_BATCH]
-        ids, mask = _right_pad([e.chosen.input_ids for e in batch] + [e.rejected.input_ids for e in batch],
-                               tok.pad_id, dev)
-        scores, _ = scorer.score(ids, mask)
+        halves = [e.chosen for e in batch] + [e.rejected for e in batch]
+        ids, mask = _right_pad([h.input_ids for h in halves], tok.pad_id, dev)
+        labels = _right_pad([h.labels for h in halves], -100, dev)[0]
+        scores, _ = scorer.score(ids, mask, labels)
         chosen += scores[:len(batch)].tolist()
         rejected += scores[len(batch):].tolist()
         progress("pairs", s + len(batch), len(kept))

@@ -40,6 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": ("auto", "fp32", "bf16"),
     "mode": ("all", "last"),
     "loss_type": ("sigmoid", "ipo"),
+    "score_logprob": ("sum", "mean"),  # or null
 }
 
 
@@ -204,6 +205,7 @@ class RMConfig(TrainConfig):
     lr: float = 3e-4
     max_len: int = 512  # tokens per prompt + response
     center_rewards_coef: float = 0.0  # optional penalty pulling mean reward to 0 (TRL's center_rewards_coefficient)
+    score_logprob: str | None = None  # sum | mean: the score adds w x the backbone's log p(response); null = head only
     lora: dict | None = None  # LoRA adapters on the backbone (the scalar head trains in full); null = off
 
     def validate(self):
@@ -211,6 +213,8 @@ class RMConfig(TrainConfig):
         _need_max_len(self.max_len)
         _need_lora(self)
         _need(self.center_rewards_coef >= 0, f"center_rewards_coef must be 0 or more, got {self.center_rewards_coef}")
+        if self.score_logprob is not None:
+            _need_choice(self, "score_logprob")
         return self
 
 
@@ -224,6 +228,7 @@ class DPOConfig(TrainConfig):
     beta: float = 0.1  # strength of the implicit KL constraint to the reference
     loss_type: str = "sigmoid"  # sigmoid (DPO) | ipo
     label_smoothing: float = 0.0  # conservative DPO: assumed fraction of flipped labels
+    rpo_alpha: float = 0.0  # > 0 adds alpha x the chosen responses' mean NLL (TRL's rpo_alpha); 0 = plain DPO
     precompute_ref: bool = True  # reference log-probs computed once before training
     lora: dict | None = None  # LoRA adapters; the reference is then the policy with them off (no copy); null = off
 
@@ -233,6 +238,7 @@ class DPOConfig(TrainConfig):
         _need(self.beta > 0, f"beta must be positive, got {self.beta}")
         _need_choice(self, "loss_type")
         _need(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        _need(self.rpo_alpha >= 0, f"rpo_alpha must be 0 or more, got {self.rpo_alpha}")
         _need_max_len(self.max_len)
         return self
 

@@ -210,8 +210,9 @@ def replicate_modules(modules) -> list:
 
     out = []
     for m in modules:
-        backbone = getattr(m, "backbone", None)  # a scalar-head model reads hidden states, never the LM head:
-        if backbone is not None and not backbone.cfg.tie_embeddings:  # DDP would wait for its gradient
+        backbone = getattr(m, "backbone", None)  # a scalar-head model reads hidden states, not the LM head
+        reads_head = getattr(m, "logprob", None) is not None  # (unless its score has the response's log-prob):
+        if backbone is not None and not reads_head and not backbone.cfg.tie_embeddings:  # DDP would wait for its gradient
             backbone.lm_head.weight.requires_grad_(False)
         if any(p.requires_grad for p in m.parameters()) and m not in out:
             replicate(m)

@@ -12,6 +12,10 @@ the "conservative DPO" of TRL), and `ipo` (Azar et al.) is (Δ - 1/(2β))². For
 *averaged* over each response's tokens instead of summed, as TRL does, so long and short answers
 weigh the same and the 1/(2β) target keeps one meaning for any length.
 
+`rpo_alpha` > 0 adds α × the policy's mean next-token loss on the chosen responses' tokens (TRL's
+`rpo_alpha`, the NLL term of Pang et al.'s iterative RPO): DPO alone can lower the likelihood of
+the chosen answers along with the rejected ones, and on a small model that costs facts it knew.
+
 At step 1 the policy is the reference: Δ = 0, the sigmoid loss is log 2 and the IPO loss (1/(2β))².
 
 `precompute_ref: true` (the default) runs the reference once over every train and validation pair
@@ -91,14 +95,16 @@ class DPOStage(Stage):
     def response_logps(self, model, batch):
         """(chosen [B], rejected [B], MoE aux loss or None, non-pad tokens): log p of each response.
 
-        Summed over the response tokens (averaged for IPO); the prompt and padding are -100 labels."""
+        Summed over the response tokens (averaged for IPO); the prompt and padding are -100 labels.
+        With `rpo_alpha`, also the chosen responses' mean next-token loss (else None)."""
         input_ids, labels, attention_mask = stacked(batch, self.engine.device)
         lp, mask, aux = model.logprobs(input_ids, labels, attention_mask)
         logps = lp.sum(-1)
+        n = batch["chosen_input_ids"].shape[0]
+        nll = -logps[:n].sum() / mask[:n].sum().clamp(min=1) if self.cfg.rpo_alpha > 0 else None
         if self.cfg.loss_type == "ipo":
             logps = logps / mask.sum(-1).clamp(min=1)
-        n = batch["chosen_input_ids"].shape[0]
-        return logps[:n], logps[n:], aux, int(attention_mask.sum())
+        return logps[:n], logps[n:], aux, int(attention_mask.sum()), nll
 
     def reference_logps(self, batch):
         """The reference's log-probs (chosen [B], rejected [B]), computed now."""
@@ -119,12 +125,12 @@ class DPOStage(Stage):
         restore_weights(self.model, ckpt)  # a LoRA run: its adapters only
 
     def pair_losses(self, batch, split: str):
-        """(per-pair losses, implicit rewards c and r, policy logps c and r, aux loss, tokens)."""
-        pi_c, pi_r, aux, tokens = self.response_logps(self.model, batch)
+        """(per-pair losses, implicit rewards c and r, policy logps c and r, aux loss, tokens, chosen NLL or None)."""
+        pi_c, pi_r, aux, tokens, nll = self.response_logps(self.model, batch)
         ref_c, ref_r = self.reference(batch, split)
         losses, rew_c, rew_r = dpo_loss(pi_c, pi_r, ref_c, ref_r, self.cfg.beta, self.cfg.loss_type,
                                         self.cfg.label_smoothing)
-        return losses, rew_c, rew_r, pi_c.detach(), pi_r.detach(), aux, tokens
+        return losses, rew_c, rew_r, pi_c.detach(), pi_r.detach(), aux, tokens, nll
 
     @staticmethod
     def summary(losses, rew_c, rew_r, pi_c, pi_r) -> dict:
@@ -135,9 +141,12 @@ class DPOStage(Stage):
                 "dpo_loss": float(losses.detach().mean())}
 
     def loss(self, batch):
-        losses, rew_c, rew_r, pi_c, pi_r, aux, tokens = self.pair_losses(batch, "train")
+        losses, rew_c, rew_r, pi_c, pi_r, aux, tokens, nll = self.pair_losses(batch, "train")
         loss = losses.mean()
         metrics = {**self.summary(losses, rew_c, rew_r, pi_c, pi_r), "tokens": tokens, "samples": len(losses)}
+        if nll is not None:
+            loss = loss + self.cfg.rpo_alpha * nll
+            metrics["nll_loss"] = float(nll.detach())
         return (loss + aux if aux is not None else loss), metrics
 
     def evaluate(self) -> dict:

@@ -4,10 +4,19 @@
     rm = ScalarHeadModel(backbone)                 # reward model: N(0, 1/sqrt(d+1)) head
     critic = ScalarHeadModel(backbone, zero_init=True)   # PPO value model: starts predicting 0
     rm.score(input_ids, attention_mask)            # [B] read at the last non-pad token
+    rm = ScalarHeadModel(backbone, logprob="sum")  # + w x log p(response): rm.score(ids, mask, labels)
 
 A reward checkpoint is an ordinary model checkpoint of the backbone (so it loads, exports and
 inspects like any other) plus `score_head.safetensors` and `extra.kind = "reward"` in config.json,
 with the reward statistics PPO normalises by (`extra.reward_stats`: mean, std).
+
+A reward model with `logprob` ("sum" or "mean", the rm config's `score_logprob`) adds w x the
+backbone's own log-probability of the response (summed or averaged over its tokens) to the head's
+value; w starts at 1 and is learnt with the rest. Its Bradley-Terry model then starts as the SFT
+model's own preference, P(chosen) = p(chosen) / (p(chosen) + p(rejected)), so the facts the
+language model stores need not be relearnt by a fresh head from a few hundred pairs. It needs the
+response's tokens: `labels` (the input ids on the response, -100 elsewhere), as every caller has;
+`extra.score_logprob` in config.json says a checkpoint is one, and its head file holds w.
 
 With `lora:` in the stage's config (sft, rm, dpo), `load_parent` freezes the parent and puts fresh
 adapters on it (workbench.model.lora): only they (and a reward model's head) train, and the run's
@@ -21,13 +30,17 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import WorkbenchError
+from workbench.model.loss import token_logprobs
 from workbench.model.checkpoint import load_checkpoint, load_checkpoint_tokenizer, read_meta, write_checkpoint_files
 from workbench.train.checkpoint import checkpoint_kind, resolve_checkpoint
+from workbench.train.config import CHOICES
 
 HEAD_FILE = "score_head.safetensors"
+LOGPROB_MODES = CHOICES["score_logprob"]  # how a `logprob` reward model folds the response's token log-probs
 
 
 def load_parent(spec: str | None, want: str, device, cfg=None, what: str = "init_from", log=None):
@@ -78,11 +91,16 @@ def restore_weights(model, ckpt: Path, device=None) -> None:
 
 
 class ScalarHeadModel(nn.Module):
-    """A transformer backbone with a linear d -> 1 head on its final hidden states."""
+    """A transformer backbone with a linear d -> 1 head on its final hidden states (and, with `logprob`,
+    + w x the backbone's log-probability of the response)."""
 
-    def __init__(self, backbone, zero_init: bool = False, seed: int = 0):
+    def __init__(self, backbone, zero_init: bool = False, seed: int = 0, logprob: str | None = None):
         super().__init__()
+        if logprob is not None and logprob not in LOGPROB_MODES:
+            raise WorkbenchError(f"score_logprob must be one of {', '.join(LOGPROB_MODES)} or null, got {logprob!r}")
         self.backbone = backbone
+        self.logprob = logprob
+        device = next(backbone.parameters()).device
         self.head = nn.Linear(backbone.cfg.d_model, 1)
         with torch.no_grad():
             if zero_init:
@@ -92,17 +110,31 @@ class ScalarHeadModel(nn.Module):
                 self.head.weight.copy_(torch.randn(self.head.weight.shape, generator=gen)
                                        / math.sqrt(backbone.cfg.d_model + 1))
             self.head.bias.zero_()
-        self.head.to(next(backbone.parameters()).device)
+        self.head.to(device)
+        if logprob is not None:
+            self.logprob_weight = nn.Parameter(torch.ones((), device=device))
 
-    def forward(self, input_ids, attention_mask=None):
-        """Per-position scalars [B, T] (fp32), plus the backbone's MoE aux loss (or None)."""
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        """Per-position scalars [B, T] (fp32), plus the backbone's MoE aux loss (or None).
+
+        With `logprob`, position t also gets w x the log-probability of the response tokens up to t
+        (their sum, or their mean), the response being where `labels` is not -100."""
         out = self.backbone(input_ids, attention_mask=attention_mask, logits_to_keep=0, return_hidden=True)
         values = self.head(out.hidden).squeeze(-1).float()
+        if self.logprob is not None:
+            if labels is None:
+                raise ValueError("this reward model reads the response's log-probability: pass its labels")
+            lp, mask = token_logprobs(out.hidden, self.backbone.lm_head.weight, labels,
+                                      vocab_limit=self.backbone.cfg.vocab_size)
+            total = lp.cumsum(1)  # [B, T-1]: column t covers the tokens 1..t+1
+            if self.logprob == "mean":
+                total = total / mask.cumsum(1).clamp(min=1)
+            values = values + self.logprob_weight * F.pad(total, (1, 0))
         return values, out.aux_loss
 
-    def score(self, input_ids, attention_mask):
+    def score(self, input_ids, attention_mask, labels=None):
         """The scalar at each row's last real token ([B]): works for left and right padding."""
-        values, aux = self(input_ids, attention_mask)  # through __call__: DDP's hooks see the forward
+        values, aux = self(input_ids, attention_mask, labels)  # through __call__: DDP's hooks see the forward
         return gather_last(values, attention_mask), aux
 
 
@@ -120,14 +152,24 @@ def gather_last(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 def write_scalar_model(model: ScalarHeadModel, dest: Path, tokenizer, extra: dict) -> None:
     from safetensors.torch import save_file
 
+    if model.logprob is not None:
+        extra = {**extra, "score_logprob": model.logprob}
     write_checkpoint_files(model.backbone, dest, tokenizer, extra=extra)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}, str(dest / HEAD_FILE))
+    save_file({k: v.detach().contiguous().cpu() for k, v in head_state(model).items()}, str(dest / HEAD_FILE))
+
+
+def head_state(model: ScalarHeadModel) -> dict:
+    """What the head file holds: the head's weight and bias (+ `logprob_weight`, w)."""
+    state = dict(model.head.state_dict())
+    if model.logprob is not None:
+        state["logprob_weight"] = model.logprob_weight.reshape(1)
+    return state
 
 
 def load_scalar_model(path: str | Path, device=None, **overrides) -> tuple[ScalarHeadModel, dict]:
     """(ScalarHeadModel, meta) from a reward (or critic) checkpoint directory."""
     backbone, meta = load_checkpoint(path, device=device, **overrides)
-    model = ScalarHeadModel(backbone, zero_init=True)
+    model = ScalarHeadModel(backbone, zero_init=True, logprob=meta.get("extra", {}).get("score_logprob"))
     _load_head(model, Path(path), device)
     return model.eval(), meta
 
@@ -143,13 +185,17 @@ def _load_head(model: ScalarHeadModel, ckpt: Path, device) -> None:
 
     head_path = ckpt / HEAD_FILE
     head = load_tensors(head_path, device, "the reward head")
-    expected = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in head_state(model).items()}
     if {k: tuple(v.shape) for k, v in head.items()} != expected:
         raise WorkbenchError(f"{head_path}: expected tensors {expected}, found "
                              f"{ {k: tuple(v.shape) for k, v in head.items()} }")
     if not all(bool(torch.isfinite(v).all()) for v in head.values()):
         raise WorkbenchError(f"{head_path}: the reward head contains NaN or infinite values")
+    w = head.pop("logprob_weight", None)
     model.head.load_state_dict(head)
+    if w is not None:
+        with torch.no_grad():
+            model.logprob_weight.copy_(w.reshape(()))
 
 
 def load_reward_model(spec: str, device, what: str = "reward_model") -> tuple[ScalarHeadModel, dict, Path]:

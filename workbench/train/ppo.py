@@ -29,7 +29,7 @@ from workbench.model.generate import SamplingConfig, generate
 from workbench.train import distributed
 from workbench.train.data import ExampleLoader, load_examples, split_validation
 from workbench.train.engine import Stage
-from workbench.train.models import (ScalarHeadModel, frozen_copy, gather_last, last_index, load_parent,
+from workbench.train.models import (ScalarHeadModel, frozen_copy, last_index, load_parent,
                                     load_reward_model, load_scalar_model, write_scalar_model)
 from workbench.train.rlhf import AdaptiveKLController, FixedKLController, gae, kl_penalty_rewards, masked_mean, whiten
 
@@ -135,26 +135,27 @@ class PPOStage(Stage):
         labels = torch.where(torch.cat([torch.zeros_like(seqs[:, :P], dtype=torch.bool), rmask], 1), seqs, -100)
         finished = torch.tensor(g.finished, device=dev)
         with self.engine.autocast():
-            raw = self._score(seqs, attn, finished)
+            raw = self._score(seqs, attn, labels, finished)
         mean, std = self.reward_stats
         score = (raw - mean) / std - self.cfg.missing_eos_penalty * (~finished).float()
         return {"seqs": seqs, "P": P, "attn": attn, "labels": labels, "rmask": rmask, "finished": finished,
                 "score": score, "norm_score": (raw - mean) / std, "time": gen_time}
 
-    def _score(self, seqs, attn, finished) -> torch.Tensor:
+    def _score(self, seqs, attn, labels, finished) -> torch.Tensor:
         """Reward-model score at the last token. A finished response gets the separator after its
-        <|im_end|>, so the reward model reads the sequence in the form it was trained on."""
+        <|im_end|>, so the reward model reads the sequence in the form it was trained on (the
+        separator is not part of the response, as in training: its label is -100)."""
         extra = len(self.sep)
         ids = torch.cat([seqs, torch.full_like(seqs[:, :extra], self.tokenizer.pad_id)], 1)
         mask = torch.cat([attn, torch.zeros_like(attn[:, :extra])], 1)
+        labels = torch.cat([labels, torch.full_like(labels[:, :extra], -100)], 1)
         if extra:
             end = last_index(attn) + 1
             for i in torch.nonzero(finished).flatten().tolist():
                 e = int(end[i])
                 ids[i, e:e + extra] = torch.tensor(self.sep, device=ids.device)
                 mask[i, e:e + extra] = 1
-        values, _ = self.reward_model(ids, attention_mask=mask)
-        return gather_last(values, mask)
+        return self.reward_model.score(ids, mask, labels)[0]
 
     # ------------------------------------------------------------------ one PPO step
     def train_step(self, micro: list) -> dict:

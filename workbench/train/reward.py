@@ -8,7 +8,9 @@ chosen and rejected rows, which PreferenceCollator pads to one length), and the 
 value at each row's last non-pad token: the `\\n` after the response's `<|im_end|>`, so the score
 sees the whole reply and the fact that it ended. The loss is -log sigmoid(r_chosen - r_rejected),
 plus, with `center_rewards_coef`, TRL's penalty c * mean((r_chosen + r_rejected)^2) that keeps rewards
-near 0.
+near 0. With `score_logprob: sum` (or mean) the reward also has w x the backbone's log-probability
+of the response (w starts at 1, learnt): the model starts as the SFT model's own likelihood
+preference and the head learns what likelihood misses (workbench.train.models).
 
 The checkpoint is the backbone (an ordinary model checkpoint) + the head, with `extra.kind =
 "reward"` and `extra.reward_stats`: mean, std and n of the rewards over the training responses,
@@ -80,7 +82,7 @@ class RewardStage(Stage):
         cfg = self.cfg
         backbone, self.tokenizer, _ = load_parent(cfg.init_from, "policy", self.engine.device, cfg,
                                                   log=self.engine.log)
-        self.model = ScalarHeadModel(backbone, seed=cfg.seed)
+        self.model = ScalarHeadModel(backbone, seed=cfg.seed, logprob=cfg.score_logprob)
         self.train_items, self.val_items = load_pairs(cfg, self.tokenizer, self.engine.log)
         self.collate = PairCollator(self.tokenizer.pad_id, cfg.max_len)
         self.loader = ExampleLoader(self.train_items, cfg.batch_size, cfg.seed, self.collate)
@@ -90,8 +92,8 @@ class RewardStage(Stage):
 
     def rewards(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
         """(r_chosen [B], r_rejected [B], MoE aux loss or None, non-pad tokens) from one forward."""
-        input_ids, _, attention_mask = stacked(batch, self.engine.device)
-        scores, aux = self.model.score(input_ids, attention_mask)
+        input_ids, labels, attention_mask = stacked(batch, self.engine.device)
+        scores, aux = self.model.score(input_ids, attention_mask, labels)
         n = batch["chosen_input_ids"].shape[0]
         return scores[:n], scores[n:], aux, int(attention_mask.sum())
 
@@ -103,9 +105,12 @@ class RewardStage(Stage):
         if aux is not None:
             loss = loss + aux
         rc, rr = rc.detach(), rr.detach()
-        return loss, {"accuracy": float((rc > rr).float().mean()), "margin": float((rc - rr).mean()),
-                      "rewards/chosen": float(rc.mean()), "rewards/rejected": float(rr.mean()),
-                      "tokens": tokens, "samples": len(rc)}
+        metrics = {"accuracy": float((rc > rr).float().mean()), "margin": float((rc - rr).mean()),
+                   "rewards/chosen": float(rc.mean()), "rewards/rejected": float(rr.mean()),
+                   "tokens": tokens, "samples": len(rc)}
+        if self.model.logprob is not None:
+            metrics["logprob_weight"] = float(self.model.logprob_weight.detach())
+        return loss, metrics
 
     def all_rewards(self, items: list, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Rewards of the chosen and of the rejected halves of `items` (the first `limit` batches; 0 = all)."""

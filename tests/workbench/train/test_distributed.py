@@ -158,6 +158,33 @@ def test_dpo_with_lora_logs_the_all_reduced_metrics(tmp_path, dense):
     assert read_meta(tmp_path / "two" / "checkpoints" / "step-000003").get("lora")  # adapters alone, as 1 process
 
 
+def test_a_logprob_reward_model_trains_its_untied_output_head_on_two_ranks(tmp_path, small_tok):
+    """`score_logprob` reads the LM head, so under DDP the head trains (a plain RM's is frozen there):
+    2 ranks x 4 pairs follow 1 rank x 8, step by step, and both checkpoints hold the same trained head."""
+    from workbench.model.checkpoint import load_checkpoint, save_checkpoint
+    from workbench.model.config import preset
+    from workbench.model.transformer import Transformer
+    from workbench.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(str(small_tok))
+    model = Transformer(preset("tiny-dense", vocab_size=tok.vocab_size, n_layers=2, tie_embeddings=False), init=False)
+    model.init_weights(0)
+    untied = save_checkpoint(model, tmp_path / "untied", tokenizer=tok, extra={"stage": "init"})
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join((SAMPLE / "preference.jsonl").read_text().splitlines(keepends=True)[:64]))
+    args = (*COMMON, f"data={data}", "max_len=96", "lr=1e-2", "score_logprob=sum", "val_data=" + str(data),
+            "eval_batches=1", f"init_from={untied}", "max_steps=3")
+    _, ref = run("rm", tmp_path / "one", *args, "batch_size=8")
+    launch("train", "rm", "--out", tmp_path / "two", *args, "batch_size=4")
+    got, ref_train = records(tmp_path / "two"), {r["step"]: r for r in ref if r["event"] == "train"}
+    assert sorted(got) == [1, 2, 3]
+    for step in (1, 2, 3):
+        same(got[step], ref_train[step], rel=1e-4, abs=1e-5)
+    heads = [load_checkpoint(tmp_path / name / "checkpoints" / "step-000003")[0].lm_head.weight for name in ("one", "two")]
+    assert not torch.equal(heads[0], model.lm_head.weight)  # trained
+    assert torch.allclose(heads[0], heads[1], atol=1e-5)
+
+
 def _reward_model(dense, dest):
     """A reward checkpoint: the dense model's backbone with a seeded random head."""
     from workbench.io import atomic_dir

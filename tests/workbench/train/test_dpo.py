@@ -95,6 +95,39 @@ def test_loss_matches_a_hand_computation(sft_run, pretrained, tmp_path, loss_typ
     assert val["val/rewards/margins"] == pytest.approx(val_margin, rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_rpo_alpha_adds_the_chosen_answers_token_mean_nll(sft_run, pretrained, tmp_path, loss_type):
+    """loss = DPO loss + alpha x (-sum of the chosen tokens' log p / their count) + MoE aux, by hand."""
+    from workbench.model.checkpoint import load_checkpoint
+    from workbench.train.checkpoint import resolve_checkpoint
+    from workbench.train.config import load_config
+    from workbench.train.dpo import DPOStage
+    from workbench.train.engine import Engine
+
+    alpha, beta = 0.7, 0.5
+    cfg = load_config("dpo", None, [f"init_from={sft_run}", f"data={SAMPLE / 'preference.jsonl'}", *FAST,
+                                    "device=cpu", f"beta={beta}", f"loss_type={loss_type}", f"rpo_alpha={alpha}"])
+    stage = DPOStage(cfg, Engine(cfg, tmp_path / "unused"))
+    stage.setup()
+    policy, _ = load_checkpoint(resolve_checkpoint(pretrained))
+    stage.model.load_state_dict(policy.state_dict())
+    reference, _ = load_checkpoint(resolve_checkpoint(sft_run))
+    items = [stage.train_items[i] for i in (5, 9, 120, 33)]
+    with torch.no_grad():
+        loss, metrics = stage.loss(stage.collate(items))
+        aux = policy(torch.tensor([items[0][1][0].input_ids])).aux_loss  # not asserted: only its sign below
+    total = sum(_response_logp(policy, c) for _, (c, _) in items)
+    count = sum(c.num_trainable for _, (c, _) in items)
+    assert metrics["nll_loss"] == pytest.approx(-total / count, rel=1e-4)
+    dpo, _ = _hand_loss(policy, reference, items, beta, loss_type, 0.0)
+    assert metrics["dpo_loss"] == pytest.approx(dpo, rel=1e-4)
+    extra = float(loss) - dpo - alpha * metrics["nll_loss"]  # what is left is the MoE balance loss
+    assert aux is not None and 0 < extra < 0.1
+
+    with pytest.raises(Exception, match="rpo_alpha must be 0 or more"):
+        load_config("dpo", None, ["rpo_alpha=-1"])
+
+
 def _hand_loss(policy, reference, items, beta, loss_type, smoothing):
     """Mean DPO/IPO loss and mean reward margin β·Δ, one response at a time."""
     ipo = loss_type == "ipo"
