@@ -91,7 +91,7 @@ def rm_scores(ckpt: str, pairs: Path) -> dict:
         for x in render_preference_batch(tok, [msgs])[0]:
             with torch.no_grad():
                 ids = torch.tensor([x.input_ids])
-                sc.append(float(rm.score(ids, torch.ones_like(ids))[0]))
+                sc.append(float(rm.score(ids, torch.ones_like(ids), torch.tensor([x.labels]))[0]))
         by.setdefault(r["rejected_kind"], []).append(sc[0] > sc[1])
     allv = [v for vs in by.values() for v in vs]
     return {"acc": sum(allv) / len(allv), **{k: sum(v) / len(v) for k, v in by.items()}}
