@@ -58,7 +58,7 @@ class FieldRow(Horizontal):
             return Switch(bool(value), animate=False, id=wid, classes="field-switch")
         if self.words:
             return Select([(w, w) for w in self.words], value=value if value is not None else Select.NULL,
-                          allow_blank=f.optional, compact=True, id=wid)
+                          allow_blank=f.optional, prompt="null", compact=True, id=wid)  # blank = null, as in a box
         kind = {"int": "integer", "float": "number"}.get(f.kind, "text")
         return Input(schema.form_text(value), placeholder="null" if f.optional else "", type=kind, compact=True,
                      suggester=PathSuggester() if f.path else None, id=wid, select_on_focus=False)

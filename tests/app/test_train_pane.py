@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Static, Switch
+from textual.widgets import Input, Select, Static, Switch
 
 from app.app import WorkbenchApp, Launch
 from app.panes.train import TrainPane
@@ -189,6 +189,14 @@ async def test_invalid_fields_show_their_message_and_do_not_start(workdir, pretr
         await until(pilot, lambda: str(app.query_one("#train-command", Static).render()).startswith(
             "$ workbench train dpo --config configs/dpo/tiny.yaml"), timeout=5, what="the dpo command")
         assert app.query("#cf-beta") and not app.query("#cf-packing")
+        # rm: score_logprob is a select of sum / mean whose blank (the file's null) reads "null" and is accepted
+        app.query_one("#train-stage").value = "rm"
+        await until(pilot, lambda: app.query("#cf-score_logprob"), timeout=5, what="the rm form")
+        await settle(pilot)
+        select = app.query_one("#cf-score_logprob", Select)
+        assert select.value is Select.NULL and select.prompt == "null"
+        assert app.query_one("#row-score_logprob", FieldRow).words == ["sum", "mean"]
+        assert help_text(app, "score_logprob").startswith("sum | mean: the score adds")
 
 
 async def test_save_then_load_yaml_round_trips_and_a_bad_file_is_named(workdir):

@@ -76,9 +76,12 @@ def _need_lora(cfg) -> None:
     cfg.lora = {"rank": rank, "alpha": float(alpha), "dropout": float(dropout), "targets": list(dict.fromkeys(targets))}
 
 
-def _need_choice(cfg, name: str) -> None:
+def _need_choice(cfg, name: str, optional: bool = False) -> None:
     choices, value = CHOICES[name], getattr(cfg, name)
-    _need(value in choices, f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+    if optional and value is None:
+        return
+    words = (*choices, "null") if optional else choices
+    _need(value in choices, f"{name} must be {', '.join(words[:-1])} or {words[-1]}, got {value!r}")
 
 
 @dataclass
@@ -213,8 +216,12 @@ class RMConfig(TrainConfig):
         _need_max_len(self.max_len)
         _need_lora(self)
         _need(self.center_rewards_coef >= 0, f"center_rewards_coef must be 0 or more, got {self.center_rewards_coef}")
-        if self.score_logprob is not None:
-            _need_choice(self, "score_logprob")
+        _need_choice(self, "score_logprob", optional=True)
+        # a whole answer's log p is tens to hundreds of nats below 0: centring would swamp the pairwise loss
+        _need(not (self.score_logprob == "sum" and self.center_rewards_coef > 0),
+              f"center_rewards_coef ({self.center_rewards_coef:g}) cannot pull rewards to 0 with score_logprob: sum "
+              f"(a whole answer's log-probability is far below 0: the penalty would swamp the pairwise loss); "
+              f"set center_rewards_coef=0 (PPO normalises by the saved reward_stats) or score_logprob=mean")
         return self
 
 

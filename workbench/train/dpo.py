@@ -93,15 +93,15 @@ class DPOStage(Stage):
         yield from self.loader.batches(start)
 
     def response_logps(self, model, batch):
-        """(chosen [B], rejected [B], MoE aux loss or None, non-pad tokens): log p of each response.
+        """(chosen [B], rejected [B], MoE aux loss or None, non-pad tokens, chosen NLL): log p of each response.
 
         Summed over the response tokens (averaged for IPO); the prompt and padding are -100 labels.
-        With `rpo_alpha`, also the chosen responses' mean next-token loss (else None)."""
+        With `rpo_alpha`, also the chosen responses' next-token loss as (sum, token count) (else None)."""
         input_ids, labels, attention_mask = stacked(batch, self.engine.device)
         lp, mask, aux = model.logprobs(input_ids, labels, attention_mask)
         logps = lp.sum(-1)
         n = batch["chosen_input_ids"].shape[0]
-        nll = -logps[:n].sum() / mask[:n].sum().clamp(min=1) if self.cfg.rpo_alpha > 0 else None
+        nll = (-logps[:n].sum(), mask[:n].sum()) if self.cfg.rpo_alpha > 0 else None
         if self.cfg.loss_type == "ipo":
             logps = logps / mask.sum(-1).clamp(min=1)
         return logps[:n], logps[n:], aux, int(attention_mask.sum()), nll
@@ -145,6 +145,7 @@ class DPOStage(Stage):
         loss = losses.mean()
         metrics = {**self.summary(losses, rew_c, rew_r, pi_c, pi_r), "tokens": tokens, "samples": len(losses)}
         if nll is not None:
+            nll = nll[0] / nll[1].clamp(min=1)
             loss = loss + self.cfg.rpo_alpha * nll
             metrics["nll_loss"] = float(nll.detach())
         return (loss + aux if aux is not None else loss), metrics
@@ -152,8 +153,12 @@ class DPOStage(Stage):
     def evaluate(self) -> dict:
         if not self.val_items:
             return {}
-        parts = [self.pair_losses(batch, "val")[:5]
+        parts = [self.pair_losses(batch, "val")
                  for batch in eval_batches(self.val_items, self.cfg.batch_size, self.cfg.eval_batches, self.collate)]
-        metrics = self.summary(*(torch.cat(p) for p in zip(*parts)))
+        metrics = self.summary(*(torch.cat(p) for p in list(zip(*parts))[:5]))
         metrics["loss"] = metrics.pop("dpo_loss")
+        if self.cfg.rpo_alpha > 0:  # val/loss is what `loss` is (less the MoE aux loss): the same curve
+            nll = float(sum(p[7][0] for p in parts) / max(1, int(sum(p[7][1] for p in parts))))
+            metrics.update({"dpo_loss": metrics["loss"], "nll_loss": nll,
+                            "loss": metrics["loss"] + self.cfg.rpo_alpha * nll})
         return {f"val/{k}": v for k, v in metrics.items()}

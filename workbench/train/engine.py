@@ -48,7 +48,7 @@ STAGE_CLASSES = {"pretrain": "workbench.train.pretrain:PretrainStage", "sft": "w
                  "rm": "workbench.train.reward:RewardStage", "dpo": "workbench.train.dpo:DPOStage",
                  "ppo": "workbench.train.ppo:PPOStage"}
 # Settings that decide what the checkpoints contain: a resume may not change them.
-FIXED_ON_RESUME = ("stage", "init_from", "reward_model", "preset", "model", "tokenizer")
+FIXED_ON_RESUME = ("stage", "init_from", "reward_model", "preset", "model", "tokenizer", "score_logprob")
 SUMMED = distributed.SUMMED  # per-micro-batch metrics that add up over accumulation (others average)
 
 

@@ -35,7 +35,8 @@ from torch import nn
 
 from workbench.errors import WorkbenchError
 from workbench.model.loss import token_logprobs
-from workbench.model.checkpoint import load_checkpoint, load_checkpoint_tokenizer, read_meta, write_checkpoint_files
+from workbench.model.checkpoint import (CONFIG, load_checkpoint, load_checkpoint_tokenizer, read_meta,
+                                        write_checkpoint_files)
 from workbench.train.checkpoint import checkpoint_kind, resolve_checkpoint
 from workbench.train.config import CHOICES
 
@@ -169,13 +170,22 @@ def head_state(model: ScalarHeadModel) -> dict:
 def load_scalar_model(path: str | Path, device=None, **overrides) -> tuple[ScalarHeadModel, dict]:
     """(ScalarHeadModel, meta) from a reward (or critic) checkpoint directory."""
     backbone, meta = load_checkpoint(path, device=device, **overrides)
-    model = ScalarHeadModel(backbone, zero_init=True, logprob=meta.get("extra", {}).get("score_logprob"))
+    logprob = meta.get("extra", {}).get("score_logprob")
+    if logprob is not None and logprob not in LOGPROB_MODES:  # a hand-edited config.json
+        raise WorkbenchError(f"{Path(path) / CONFIG}: extra.score_logprob must be one of "
+                             f"{', '.join(LOGPROB_MODES)} or null, got {logprob!r}")
+    model = ScalarHeadModel(backbone, zero_init=True, logprob=logprob)
     _load_head(model, Path(path), device)
     return model.eval(), meta
 
 
 def restore_scalar_model(model: ScalarHeadModel, ckpt: Path, device=None) -> None:
     """Resume a reward model: the backbone as `restore_weights` does, and the head."""
+    saved = read_meta(ckpt).get("extra", {}).get("score_logprob")
+    if saved != model.logprob:  # same tensors for sum and mean: it would load, and mean something else
+        raise WorkbenchError(f"--resume cannot change score_logprob ({saved or 'null'} in {ckpt}, "
+                             f"{model.logprob or 'null'} now): the checkpoints learnt their score with it; "
+                             f"start a new run instead")
     restore_weights(model.backbone, ckpt, device)
     _load_head(model, ckpt, device)
 
@@ -186,6 +196,10 @@ def _load_head(model: ScalarHeadModel, ckpt: Path, device) -> None:
     head_path = ckpt / HEAD_FILE
     head = load_tensors(head_path, device, "the reward head")
     expected = {k: tuple(v.shape) for k, v in head_state(model).items()}
+    if set(head) ^ set(expected) == {"logprob_weight"}:  # the head file and config.json disagree on what it is
+        raise WorkbenchError(f"{head_path} {'holds' if 'logprob_weight' in head else 'lacks'} logprob_weight (the "
+                             f"w of score_logprob), but {ckpt / CONFIG} says extra.score_logprob: "
+                             f"{model.logprob or 'null'}; the checkpoint's files do not belong together")
     if {k: tuple(v.shape) for k, v in head.items()} != expected:
         raise WorkbenchError(f"{head_path}: expected tensors {expected}, found "
                              f"{ {k: tuple(v.shape) for k, v in head.items()} }")

@@ -145,10 +145,12 @@ PANELS = (
     Panel("rm_accuracy", ("accuracy", "val/accuracy"), ("rm",)),
     Panel("rm_margin", ("margin", "val/margin"), ("rm",)),
     Panel("rm_rewards", ("rewards/chosen", "rewards/rejected"), ("rm",)),
+    Panel("rm_logprob_weight", ("logprob_weight",), ("rm",)),  # score_logprob runs only
     Panel("dpo_rewards", ("rewards/chosen", "rewards/rejected"), ("dpo",)),
     Panel("dpo_margins", ("rewards/margins", "val/rewards/margins"), ("dpo",)),
     Panel("dpo_accuracies", ("rewards/accuracies", "val/rewards/accuracies"), ("dpo",)),
     Panel("dpo_logps", ("logps/chosen", "logps/rejected"), ("dpo",)),
+    Panel("dpo_nll", ("nll_loss", "val/nll_loss"), ("dpo",)),  # rpo_alpha > 0 only
     Panel("ppo_scores", ("objective/scores", "val/score"), ("ppo",)),
     Panel("ppo_kl", ("objective/kl",), ("ppo",)),
     Panel("ppo_reward", ("objective/rlhf_reward",), ("ppo",)),

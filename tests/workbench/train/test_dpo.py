@@ -97,7 +97,8 @@ def test_loss_matches_a_hand_computation(sft_run, pretrained, tmp_path, loss_typ
 
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
 def test_rpo_alpha_adds_the_chosen_answers_token_mean_nll(sft_run, pretrained, tmp_path, loss_type):
-    """loss = DPO loss + alpha x (-sum of the chosen tokens' log p / their count) + MoE aux, by hand."""
+    """loss = DPO loss + alpha x (-sum of the chosen tokens' log p / their count) + MoE aux, by hand; the
+    validation's loss is the same sum (less the aux loss), so `loss` and `val/loss` chart one quantity."""
     from workbench.model.checkpoint import load_checkpoint
     from workbench.train.checkpoint import resolve_checkpoint
     from workbench.train.config import load_config
@@ -106,7 +107,8 @@ def test_rpo_alpha_adds_the_chosen_answers_token_mean_nll(sft_run, pretrained, t
 
     alpha, beta = 0.7, 0.5
     cfg = load_config("dpo", None, [f"init_from={sft_run}", f"data={SAMPLE / 'preference.jsonl'}", *FAST,
-                                    "device=cpu", f"beta={beta}", f"loss_type={loss_type}", f"rpo_alpha={alpha}"])
+                                    "device=cpu", f"beta={beta}", f"loss_type={loss_type}", f"rpo_alpha={alpha}",
+                                    "batch_size=4", "eval_batches=2"])
     stage = DPOStage(cfg, Engine(cfg, tmp_path / "unused"))
     stage.setup()
     policy, _ = load_checkpoint(resolve_checkpoint(pretrained))
@@ -123,6 +125,16 @@ def test_rpo_alpha_adds_the_chosen_answers_token_mean_nll(sft_run, pretrained, t
     assert metrics["dpo_loss"] == pytest.approx(dpo, rel=1e-4)
     extra = float(loss) - dpo - alpha * metrics["nll_loss"]  # what is left is the MoE balance loss
     assert aux is not None and 0 < extra < 0.1
+
+    with torch.no_grad():  # validation: the NLL pooled over the pairs of its 2 batches of 4
+        val = stage.evaluate()
+    held = stage.val_items[:8]
+    total = sum(_response_logp(policy, c) for _, (c, _) in held)
+    count = sum(c.num_trainable for _, (c, _) in held)
+    assert val["val/nll_loss"] == pytest.approx(-total / count, rel=1e-4)
+    val_dpo, _ = _hand_loss(policy, reference, held, beta, loss_type, 0.0)
+    assert val["val/dpo_loss"] == pytest.approx(val_dpo, rel=1e-4)
+    assert val["val/loss"] == pytest.approx(val_dpo + alpha * val["val/nll_loss"], rel=1e-4)
 
     with pytest.raises(Exception, match="rpo_alpha must be 0 or more"):
         load_config("dpo", None, ["rpo_alpha=-1"])

@@ -4,7 +4,8 @@ The score is checked against a direct computation (the head's value at the last 
 or mean, of log-softmax over the full logits at the response's tokens) in every layout that scores
 one: right-padded pairs (training, `workbench eval --pairs`), PPO's left-padded rollouts and
 `workbench eval --rm`'s answers. Then a run: the checkpoint says what it is, loads back with its w,
-resumes exactly, and its statistics are those of the loaded model.
+resumes exactly (never with another score_logprob), and its statistics are those of the loaded model;
+a hand-edited checkpoint whose files disagree is refused with one message.
 """
 
 import pytest
@@ -78,11 +79,71 @@ def test_score_is_head_plus_w_times_the_response_logprob(sft_run, mode):
 
 def test_unknown_mode_is_refused(sft_run):
     from workbench.errors import WorkbenchError
+    from workbench.train import schema
+    from workbench.train.config import load_config
 
     with pytest.raises(WorkbenchError, match="score_logprob must be one of sum, mean"):
         _model(sft_run, "max")
-    with pytest.raises(WorkbenchError, match="score_logprob must be sum or mean"):
+    with pytest.raises(WorkbenchError, match="score_logprob must be sum, mean or null, got 'max'"):
         run("rm", sft_run.parent / "bad-rm", f"init_from={sft_run}", "score_logprob=max", "max_steps=1", *FAST)
+    # the TUI's Train form checks with the schema: null (blank, the default) is a valid setting, as on the CLI
+    values = {**schema.defaults("rm"), "init_from": str(sft_run)}
+    assert schema.validate("rm", values) == {}
+    assert schema.validate("rm", {**values, "score_logprob": "mean"}) == {}
+    assert schema.validate("rm", {**values, "score_logprob": "max"}) == {
+        "score_logprob": "score_logprob must be sum, mean or null, got 'max'"}
+    assert schema.build_config("rm", values).score_logprob is None
+    # centring: a whole answer's log p is ~-100 nats, (r_c + r_r)^2 would swamp the pairwise loss (~900 vs 0.7)
+    with pytest.raises(WorkbenchError, match=r"center_rewards_coef \(0.01\) cannot pull rewards to 0 with score_logprob: sum"):
+        load_config("rm", None, ["score_logprob=sum", "center_rewards_coef=0.01"])
+    assert load_config("rm", None, ["score_logprob=mean", "center_rewards_coef=0.01"]).center_rewards_coef == 0.01
+
+
+def test_a_hand_edited_checkpoint_gets_one_message(sft_run, tmp_path):
+    """config.json and the head file must agree on what the reward model is; each mismatch is named."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from workbench.errors import WorkbenchError
+    from workbench.io import atomic_dir
+    from workbench.train.models import load_reward_model, write_scalar_model
+
+    model, tok = _model(sft_run, "sum")
+    with atomic_dir(tmp_path / "rm") as tmp:
+        write_scalar_model(model, tmp, tok, extra={"kind": "reward", "stage": "rm", "step": 0})
+
+    def edited(name, mode=..., w=...):
+        path = tmp_path / name
+        shutil.copytree(tmp_path / "rm", path)
+        if mode is not ...:
+            meta = json.loads((path / "config.json").read_text())
+            if mode is None:
+                del meta["extra"]["score_logprob"]
+            else:
+                meta["extra"]["score_logprob"] = mode
+            (path / "config.json").write_text(json.dumps(meta))
+        if w is not ...:
+            head = load_file(path / "score_head.safetensors")
+            if w is None:
+                del head["logprob_weight"]
+            else:
+                head["logprob_weight"] = torch.tensor([w])
+            save_file(head, path / "score_head.safetensors")
+        return str(path)
+
+    assert load_reward_model(edited("ok"), "cpu")[0].logprob == "sum"
+    for path, message in ((edited("foo", mode="foo"), r"foo/config.json: extra.score_logprob must be one of sum, "
+                                                      r"mean or null, got 'foo'"),
+                          (edited("list", mode=[1]), r"got \[1\]"),
+                          (edited("plain", mode=None), r"plain/score_head.safetensors holds logprob_weight .*"
+                                                       r"plain/config.json says extra.score_logprob: null"),
+                          (edited("no-w", w=None), r"no-w/score_head.safetensors lacks logprob_weight .*"
+                                                   r"extra.score_logprob: sum"),
+                          (edited("nan", w=float("nan")), "the reward head contains NaN or infinite values")):
+        with pytest.raises(WorkbenchError, match=message):
+            load_reward_model(path, "cpu")
 
 
 def test_ppo_and_eval_score_answers_as_the_rm_was_trained(sft_run, tmp_path):
@@ -130,7 +191,8 @@ def test_a_logprob_rm_run_saves_loads_and_resumes(sft_run, tmp_path):
     from workbench.model.checkpoint import load_checkpoint_tokenizer, read_meta
     from workbench.train.checkpoint import latest_checkpoint
     from workbench.train.engine import Control, train
-    from workbench.train.models import load_reward_model
+    from workbench.errors import WorkbenchError
+    from workbench.train.models import ScalarHeadModel, load_reward_model, restore_scalar_model
 
     args = (f"init_from={sft_run}", f"data={SAMPLE / 'preference.jsonl'}", "max_steps=6", "batch_size=4",
             "lr=1e-2", "warmup_steps=1", "score_logprob=sum", *FAST)
@@ -169,6 +231,11 @@ def test_a_logprob_rm_run_saves_loads_and_resumes(sft_run, tmp_path):
 
     result, first = run("rm", tmp_path / "split", *args, callbacks=[stop_at_3], control=control)
     assert result["status"] == "stopped" and result["step"] == 3
+    # sum and mean save the same tensors: a resume that changed the mode would load and mean something else
+    with pytest.raises(WorkbenchError, match="--resume cannot change score_logprob"):
+        train(None, tmp_path / "split", resume=True, overrides=["score_logprob=mean"])
+    with pytest.raises(WorkbenchError, match=r"--resume cannot change score_logprob \(sum in .*step-000003, mean now\)"):
+        restore_scalar_model(ScalarHeadModel(model.backbone, logprob="mean"), latest_checkpoint(tmp_path / "split"))
     rest = []
     result = train(None, tmp_path / "split", resume=True, callbacks=[rest.append])
     assert result["status"] == "finished" and result["step"] == 6

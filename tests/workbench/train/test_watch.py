@@ -96,6 +96,11 @@ def test_panels_per_stage_and_overlay():
     both = ids(panels_for(["dpo", "ppo"]))
     assert "dpo_margins" in both and "ppo_kl" in both and both[:4] == ["loss", "lr", "grad_norm", "tokens_per_s"]
     assert {"rm_accuracy", "rm_margin"} <= set(ids(panels_for(["rm"])))
+    # the options' own charts show when their runs log them: score_logprob's w, rpo_alpha's NLL
+    assert "rm_logprob_weight" in ids(panels_for(["rm"], {"loss", "logprob_weight"}))
+    assert "rm_logprob_weight" not in ids(panels_for(["rm"], {"loss", "accuracy"}))
+    assert "dpo_nll" in ids(panels_for(["dpo"], {"loss", "nll_loss"}))
+    assert "dpo_nll" not in ids(panels_for(["dpo"], {"loss", "rewards/margins"}))
 
 
 def test_panel_keys_are_the_names_the_stages_log():
@@ -106,7 +111,8 @@ def test_panel_keys_are_the_names_the_stages_log():
 
     src = {s: (Path(train_pkg.__file__).parent / f).read_text() for s, f in
            {"rm": "reward.py", "dpo": "dpo.py", "ppo": "ppo.py", "pretrain": "pretrain.py", "sft": "sft.py"}.items()}
-    src["dpo"] += src["dpo"].replace('"rewards/', '"val/rewards/')  # DPO's eval prefixes its train keys with val/
+    src["dpo"] += (src["dpo"].replace('"rewards/', '"val/rewards/')  # DPO's eval prefixes its train keys with val/
+                   .replace('"nll_loss"', '"val/nll_loss"'))
     for panel in panels_for(["rm", "dpo", "ppo", "pretrain", "sft"]):
         for key in panel.keys:
             if not panel.stages:
