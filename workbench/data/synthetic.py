@@ -8,7 +8,9 @@ computed automatically. The pretraining corpus (`text.jsonl`) states the same fa
 about, so a model pretrained on it can later answer them. Eight "lore" towns are known only to the
 corpus: their facts appear there alone (in encyclopedia entries, fact lists, Q&A notes and stories),
 never in a chat, preference pair or RL prompt. The `eval_*` files ask in phrasings (EVAL_Q) that no
-training file uses: they measure learnt facts, not memorised questions (sample_data/README.md).
+training file uses: they measure learnt facts, not memorised questions (sample_data/README.md); the
+`eval_*_alt` files ask the same facts in a second held-out wording (EVAL_Q2), drawn from a stream of
+their own.
 
 Output is byte-identical across runs and Python 3.10-3.13: one `random.Random(seed)` drives every
 choice, nothing iterates over a set or uses `hash()`, and JSON keys are written in a fixed order.
@@ -26,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from workbench.data.synthetic_text import texts, town_entry
-from workbench.data.synthetic_tasks import (EVAL_Q, FACT_Q, GENERATORS, PAIR_GENERATORS, QA, arith_qa, compare_qa,
+from workbench.data.synthetic_tasks import (EVAL_Q, EVAL_Q2, FACT_Q, GENERATORS, PAIR_GENERATORS, QA, arith_qa, compare_qa,
                                             fact_qa, follow_up)
 from workbench.data.synthetic_world import FACTS, WORDS, build_world, split_world
 
@@ -197,12 +199,12 @@ def qa_notes(rng, world, n=300) -> list[str]:
     return docs
 
 
-def eval_facts(rng, towns, per_fact: int = 1) -> list[dict]:
-    """Every fact of `towns`, asked `per_fact` times in held-out phrasings (EVAL_Q: in no training file)."""
+def eval_facts(rng, towns, per_fact: int = 1, templates=EVAL_Q) -> list[dict]:
+    """Every fact of `towns`, asked `per_fact` times in held-out phrasings (EVAL_Q or EVAL_Q2: in no training file)."""
     rows = []
     for t in towns:
         for kind in FACTS:
-            for q in rng.sample(EVAL_Q[kind], per_fact):
+            for q in rng.sample(templates[kind], per_fact):
                 rows.append({"prompt": q.format(t=t.name), "answer": str(getattr(t, kind)),
                              "task": {"type": f"fact_{kind}", "answer": str(getattr(t, kind))}})
     return rows
@@ -282,10 +284,13 @@ def generate(out_dir: str | Path, seed: int = 0) -> dict[str, int]:
     text = texts(text_rng, everywhere, qa_notes(text_rng, everywhere))
     held_facts, held_lore, held_pairs = eval_facts(rng, world), eval_facts(rng, lore, 2), eval_pairs(rng, world)
     sharegpt, alpaca, messages, hh, corpus = other_formats(rng, world)
+    alt_rng = random.Random(f"{seed}/alt")  # added later: its own stream keeps every other file as it was
+    alt_facts, alt_lore = eval_facts(alt_rng, world, 1, EVAL_Q2), eval_facts(alt_rng, lore, 2, EVAL_Q2)
     files = {"chat.jsonl": chat, "preference.jsonl": pref, "preference_multiturn.jsonl": pref_mt,
              "prompts.jsonl": prm, "text.jsonl": text, "formats/sharegpt.jsonl": sharegpt,
              "formats/alpaca.jsonl": alpaca, "formats/messages.jsonl": messages, "formats/hh.jsonl": hh,
-             "eval_facts.jsonl": held_facts, "eval_lore.jsonl": held_lore, "eval_pairs.jsonl": held_pairs}
+             "eval_facts.jsonl": held_facts, "eval_lore.jsonl": held_lore, "eval_pairs.jsonl": held_pairs,
+             "eval_facts_alt.jsonl": alt_facts, "eval_lore_alt.jsonl": alt_lore}
     for name, rows in files.items():
         _write(out / name, _jsonl(rows))
     _write(out / "formats/corpus.txt", "\n\n".join(corpus) + "\n")

@@ -109,6 +109,23 @@ EVAL_Q = {
     "food": ["Which food should a visitor to {t} try?", "Tell me the food {t} is famous for."],
     "craft": ["What guild is the town of {t} known for?", "Tell me which guild {t} is famous for."],
 }
+# A second held-out wording (the `eval_*_alt` files): other phrasings, some wrapped in a question of
+# their own ("Do you know ...?", "I'm curious: ..."), that no training file or EVAL_Q uses. Answers
+# that carry over to EVAL_Q but not to these are tied to the wording.
+EVAL_Q2 = {
+    "kingdom": ["Do you know what kingdom {t} is in?", "Which kingdom rules over {t}?",
+                "I'm curious: {t} is part of what kingdom?"],
+    "river": ["Can you name the river that {t} stands on?", "{t} is on the banks of which river?",
+              "Which river does the town of {t} sit beside?"],
+    "founded": ["What was the founding year of {t}?", "Do you know when {t} was first founded?",
+                "How long ago was {t} founded? Give the year."],
+    "population": ["Roughly how many people call {t} home?", "What's the population count for {t}?",
+                   "Do you know how many residents {t} has?"],
+    "food": ["What is the famous local food of {t}?", "If I travel to {t}, which dish is it known for?",
+             "Name the food {t} is renowned for."],
+    "craft": ["What trade guild is {t} renowned for?", "Do you know which guild {t} is famous for?",
+              "Name the guild that {t} is known for."],
+}
 FOLLOW_Q = {"kingdom": "And which kingdom is it in?", "river": "And which river runs through it?",
             "founded": "When was it founded?", "population": "How many people live there?",
             "food": "What is it famous for eating?", "craft": "Which guild is it known for?"}

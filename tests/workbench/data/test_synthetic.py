@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from workbench.data import synthetic, synthetic_reward, synthetic_text, synthetic_world
-from workbench.data.synthetic_tasks import CHAT_Q, EVAL_Q, FACT_Q, MORE_Q, check_answer
+from workbench.data.synthetic_tasks import CHAT_Q, EVAL_Q, EVAL_Q2, FACT_Q, MORE_Q, check_answer
 
 SAMPLE = Path(__file__).resolve().parents[3] / "sample_data"
 WORLD = {t.name: t for t in synthetic_world.build_world(random.Random(0))}  # generate() draws the world first
@@ -91,7 +91,7 @@ def solve_words(q: str, towns: list, ctx: dict) -> str:
     t = ctx["town"]
     for keys, attr in [(("kingdom", "realm"), "kingdom"), (("river",), "river"), (("found", "year"), "founded"),
                        (("eat", "food", "dish"), "food"),  # before "people": "What do people eat in X?"
-                       (("people", "popul", "inhabitants", "head count", "live"), "population"),
+                       (("people", "popul", "inhabitants", "residents", "head count", "live"), "population"),
                        (("guild", "craft", "trade"), "craft")]:
         if any(key in q.lower() for key in keys):
             return str(getattr(t, attr))
@@ -130,7 +130,7 @@ def test_committed_files_are_exactly_what_the_generator_writes(generated):
                       "prompts.jsonl": 100, "text.jsonl": 1418, "formats/sharegpt.jsonl": 8,
                       "formats/alpaca.jsonl": 8, "formats/messages.jsonl": 8, "formats/hh.jsonl": 8,
                       "eval_facts.jsonl": 96, "eval_lore.jsonl": 96, "eval_pairs.jsonl": 100,
-                      "formats/corpus.txt": 6}
+                      "eval_facts_alt.jsonl": 96, "eval_lore_alt.jsonl": 96, "formats/corpus.txt": 6}
 
 
 def test_another_seed_gives_another_world_and_main_writes_without_leftovers(tmp_path, capsys):
@@ -313,17 +313,23 @@ def test_chats_pairs_and_prompts_ask_in_the_wide_set_of_phrasings():
 
 
 def test_eval_files_ask_every_fact_in_phrasings_no_training_file_uses():
-    held_out = [phrasing(q) for qs in EVAL_Q.values() for q in qs]
+    eval_q, eval_q2 = ([q for qs in d.values() for q in qs] for d in (EVAL_Q, EVAL_Q2))
+    held_out = [phrasing(q) for q in eval_q + eval_q2]
     for q in (q for qs in CHAT_Q.values() for q in qs):  # no training template contains a held-out one
         assert not any(p.search(q.format(t="Varnholt")) for p in held_out), q
+    for q in eval_q:  # and the two held-out wordings are apart
+        assert not any(phrasing(q2).search(q.format(t="Varnholt")) for q2 in eval_q2), q
     for name in ("chat.jsonl", "preference.jsonl", "preference_multiturn.jsonl", "prompts.jsonl", "text.jsonl"):
         raw = (SAMPLE / name).read_text(encoding="utf-8")
         for p in held_out:  # nor does any training file, with any town
             assert not p.search(raw), (name, p.pattern)
     training = "\n".join(training_users())
     chat_towns, lore = synthetic_world.split_world(list(WORLD.values()))
-    for name, towns, per in [("eval_facts.jsonl", chat_towns, 1), ("eval_lore.jsonl", lore, 2)]:
+    for name, towns, per in [("eval_facts.jsonl", chat_towns, 1), ("eval_lore.jsonl", lore, 2),
+                             ("eval_facts_alt.jsonl", chat_towns, 1), ("eval_lore_alt.jsonl", lore, 2)]:
         rows = load(name)
+        own = [phrasing(q) for qs in (EVAL_Q2 if "_alt" in name else EVAL_Q).values() for q in qs]
+        assert all(any(p.fullmatch(r["prompt"]) for p in own) for r in rows), name
         assert len(rows) == len(towns) * len(synthetic_world.FACTS) * per
         for r in rows:
             assert list(r) == ["prompt", "answer", "task"] and r["answer"] == r["task"]["answer"]
