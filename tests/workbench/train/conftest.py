@@ -22,6 +22,19 @@ def run(stage: str, out, *overrides, callbacks=(), control=None):
     return result, records
 
 
+def run_until(stage: str, out, step: int, *overrides):
+    """`run`, stopped after `step` as one Ctrl-C stops it (saves, status "stopped"): (result, records)."""
+    from workbench.train.engine import Control
+
+    control = Control()
+
+    def stop(record):
+        if record["event"] == "train" and record["step"] == step:
+            control.stop()
+
+    return run(stage, out, *overrides, callbacks=[stop], control=control)
+
+
 def losses(records, key="loss"):
     return [r[key] for r in records if r["event"] == "train"]
 

@@ -27,18 +27,22 @@ COMMON = ("tensorboard=false", "eval_every=0", "save_every=0", "device=cpu", "sc
 NOISE = {"step_time", "elapsed", "tokens_per_s", "peak_mem_mb", "eval_time", "time/rollout", "time/rollout_share"}
 
 
-@pytest.fixture(scope="module")
-def dense(tmp_path_factory, small_tok):
-    """A freshly initialised tiny-dense model (2 layers) with the small tokenizer, as a checkpoint."""
+def _tiny_dense(dest, small_tok, **overrides):
+    """A freshly initialised tiny-dense model (2 layers) with the small tokenizer, saved at `dest`."""
     from workbench.model.checkpoint import save_checkpoint
     from workbench.model.config import preset
     from workbench.model.transformer import Transformer
     from workbench.tokenizer import load_tokenizer
 
     tok = load_tokenizer(str(small_tok))
-    model = Transformer(preset("tiny-dense", vocab_size=tok.vocab_size, n_layers=2), init=False)
+    model = Transformer(preset("tiny-dense", vocab_size=tok.vocab_size, n_layers=2, **overrides), init=False)
     model.init_weights(0)
-    return save_checkpoint(model, tmp_path_factory.mktemp("dense") / "init", tokenizer=tok, extra={"stage": "init"})
+    return save_checkpoint(model, dest, tokenizer=tok, extra={"stage": "init"})
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory, small_tok):
+    return _tiny_dense(tmp_path_factory.mktemp("dense") / "init", small_tok)
 
 
 @pytest.fixture(autouse=True)
@@ -136,14 +140,26 @@ def test_sft_two_ranks_match_one_and_resume_at_either_world_size_and_under_fsdp(
         same(resumed[step], ref[step])
 
 
+def _pairs(tmp_path, n: int):
+    """The first `n` sample preference pairs, as a file."""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join((SAMPLE / "preference.jsonl").read_text().splitlines(keepends=True)[:n]))
+    return data
+
+
+def _one_and_two(stage: str, tmp_path, args):
+    """`stage` in 1 process x 8 pairs (ONE) and in 2 ranks x 4 (TWO): (TWO's train records by step,
+    ONE's by step, ONE's records)."""
+    _, ref = run(stage, tmp_path / "one", *args, "batch_size=8")
+    launch("train", stage, "--out", tmp_path / "two", *args, "batch_size=4")
+    return records(tmp_path / "two"), {r["step"]: r for r in ref if r["event"] == "train"}, ref
+
+
 def test_dpo_with_lora_logs_the_all_reduced_metrics(tmp_path, dense):
-    data = tmp_path / "pairs.jsonl"  # 80 pairs: the reference precompute stays short
-    data.write_text("".join((SAMPLE / "preference.jsonl").read_text().splitlines(keepends=True)[:80]))
+    data = _pairs(tmp_path, 80)  # 80 pairs: the reference precompute stays short
     args = (*COMMON, f"data={data}", "max_len=96", "lr=1e-2", "lora={rank: 4}",
             "eval_batches=2", f"init_from={dense}", "max_steps=3")
-    _, ref = run("dpo", tmp_path / "one", *args, "batch_size=8")
-    launch("train", "dpo", "--out", tmp_path / "two", *args, "batch_size=4")
-    got, ref_train = records(tmp_path / "two"), {r["step"]: r for r in ref if r["event"] == "train"}
+    got, ref_train, ref = _one_and_two("dpo", tmp_path, args)
     assert sorted(got) == [1, 2, 3]
     # DPO's rewards are beta x (log pi - log ref), differences of sums of ~100 log-probs (~ -140): their float
     # noise is ~1e-7 x 140 x beta absolute (the 2 ranks precompute the reference in batches of 4, not 8).
@@ -161,27 +177,18 @@ def test_dpo_with_lora_logs_the_all_reduced_metrics(tmp_path, dense):
 def test_a_logprob_reward_model_trains_its_untied_output_head_on_two_ranks(tmp_path, small_tok):
     """`score_logprob` reads the LM head, so under DDP the head trains (a plain RM's is frozen there):
     2 ranks x 4 pairs follow 1 rank x 8, step by step, and both checkpoints hold the same trained head."""
-    from workbench.model.checkpoint import load_checkpoint, save_checkpoint
-    from workbench.model.config import preset
-    from workbench.model.transformer import Transformer
-    from workbench.tokenizer import load_tokenizer
+    from workbench.model.checkpoint import load_checkpoint
 
-    tok = load_tokenizer(str(small_tok))
-    model = Transformer(preset("tiny-dense", vocab_size=tok.vocab_size, n_layers=2, tie_embeddings=False), init=False)
-    model.init_weights(0)
-    untied = save_checkpoint(model, tmp_path / "untied", tokenizer=tok, extra={"stage": "init"})
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join((SAMPLE / "preference.jsonl").read_text().splitlines(keepends=True)[:64]))
+    untied = _tiny_dense(tmp_path / "untied", small_tok, tie_embeddings=False)
+    data = _pairs(tmp_path, 64)
     args = (*COMMON, f"data={data}", "max_len=96", "lr=1e-2", "score_logprob=sum", "val_data=" + str(data),
             "eval_batches=1", f"init_from={untied}", "max_steps=3")
-    _, ref = run("rm", tmp_path / "one", *args, "batch_size=8")
-    launch("train", "rm", "--out", tmp_path / "two", *args, "batch_size=4")
-    got, ref_train = records(tmp_path / "two"), {r["step"]: r for r in ref if r["event"] == "train"}
+    got, ref_train, _ = _one_and_two("rm", tmp_path, args)
     assert sorted(got) == [1, 2, 3]
     for step in (1, 2, 3):
         same(got[step], ref_train[step], rel=1e-4, abs=1e-5)
     heads = [load_checkpoint(tmp_path / name / "checkpoints" / "step-000003")[0].lm_head.weight for name in ("one", "two")]
-    assert not torch.equal(heads[0], model.lm_head.weight)  # trained
+    assert not torch.equal(heads[0], load_checkpoint(untied)[0].lm_head.weight)  # trained
     assert torch.allclose(heads[0], heads[1], atol=1e-5)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import SAMPLE
-from tests.workbench.train.conftest import losses, run
+from tests.workbench.train.conftest import losses, run, run_until
 
 FAST = ("max_len=128", "eval_every=0", "save_every=0", "tensorboard=false")
 
@@ -133,18 +133,12 @@ def test_separable_pairs_reach_high_accuracy(sft_run, tmp_path):
 
 
 def test_resume_gives_the_same_losses(sft_run, tmp_path):
-    from workbench.train.engine import Control, train
+    from workbench.train.engine import train
 
     args = (f"init_from={sft_run}", f"data={SAMPLE / 'preference.jsonl'}", "max_steps=6", "batch_size=4",
             "lr=1e-3", "warmup_steps=2", *FAST)
     _, full = run("rm", tmp_path / "full", *args)
-    control = Control()
-
-    def stop_at_3(record):
-        if record["event"] == "train" and record["step"] == 3:
-            control.stop()
-
-    result, first = run("rm", tmp_path / "split", *args, callbacks=[stop_at_3], control=control)
+    result, first = run_until("rm", tmp_path / "split", 3, *args)
     assert result["status"] == "stopped" and result["step"] == 3
     rest = []
     result = train(None, tmp_path / "split", resume=True, callbacks=[rest.append])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import SAMPLE
-from tests.workbench.train.conftest import losses, run
+from tests.workbench.train.conftest import losses, run, run_until
 from tests.workbench.train.test_reward import _split
 
 FAST = ("max_len=128", "eval_every=0", "save_every=0", "tensorboard=false")
@@ -190,7 +190,7 @@ def test_a_logprob_rm_run_saves_loads_and_resumes(sft_run, tmp_path):
     from workbench.data.collate import PreferenceCollator
     from workbench.model.checkpoint import load_checkpoint_tokenizer, read_meta
     from workbench.train.checkpoint import latest_checkpoint
-    from workbench.train.engine import Control, train
+    from workbench.train.engine import train
     from workbench.errors import WorkbenchError
     from workbench.train.models import ScalarHeadModel, load_reward_model, restore_scalar_model
 
@@ -223,13 +223,7 @@ def test_a_logprob_rm_run_saves_loads_and_resumes(sft_run, tmp_path):
     assert stats["std"] == pytest.approx(float(scores.std()), abs=1e-3)
     assert stats["std"] > 1.0  # log-probs of whole answers spread the scores (a fresh head alone: ~0.1)
 
-    control = Control()
-
-    def stop_at_3(record):
-        if record["event"] == "train" and record["step"] == 3:
-            control.stop()
-
-    result, first = run("rm", tmp_path / "split", *args, callbacks=[stop_at_3], control=control)
+    result, first = run_until("rm", tmp_path / "split", 3, *args)
     assert result["status"] == "stopped" and result["step"] == 3
     # sum and mean save the same tensors: a resume that changed the mode would load and mean something else
     with pytest.raises(WorkbenchError, match="--resume cannot change score_logprob"):

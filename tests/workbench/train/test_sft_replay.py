@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tests.conftest import SAMPLE
-from tests.workbench.train.conftest import losses, run
+from tests.workbench.train.conftest import losses, run, run_until
 from workbench.errors import WorkbenchError
-from workbench.train.engine import Control, train
+from workbench.train.engine import train
 
 TEXT = SAMPLE / "text.jsonl"
 
@@ -17,13 +17,6 @@ TEXT = SAMPLE / "text.jsonl"
 def sft_args(pretrained, *more):
     return [f"init_from={pretrained}", f"data={SAMPLE / 'chat.jsonl'}", "max_len=128", "batch_size=4",
             "eval_every=0", "save_every=0", "tensorboard=false", *more]
-
-
-def stop_at(step, control):
-    def cb(rec):
-        if rec["event"] == "train" and rec["step"] == step:
-            control.stop()
-    return cb
 
 
 def text_loss(run_dir, small_tok, n_windows=48, seq_len=64) -> float:
@@ -75,8 +68,7 @@ def test_a_resumed_replay_run_draws_the_same_windows(tmp_path, pretrained):
     args = sft_args(pretrained, "max_steps=6", "grad_accum=2", "batch_size=2", f"replay_data={TEXT}",
                     "replay_batch_size=2", "replay_seq_len=64")
     _, full = run("sft", tmp_path / "full", *args)
-    control = Control()
-    run("sft", tmp_path / "cut", *args, callbacks=[stop_at(3, control)], control=control)
+    run_until("sft", tmp_path / "cut", 3, *args)
     resumed = []
     train(None, tmp_path / "cut", resume=True, callbacks=[resumed.append])
     assert losses(resumed, "replay_loss") == pytest.approx(losses(full, "replay_loss")[3:], abs=1e-7)
