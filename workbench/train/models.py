@@ -170,11 +170,10 @@ def head_state(model: ScalarHeadModel) -> dict:
 def load_scalar_model(path: str | Path, device=None, **overrides) -> tuple[ScalarHeadModel, dict]:
     """(ScalarHeadModel, meta) from a reward (or critic) checkpoint directory."""
     backbone, meta = load_checkpoint(path, device=device, **overrides)
-    logprob = meta.get("extra", {}).get("score_logprob")
-    if logprob is not None and logprob not in LOGPROB_MODES:  # a hand-edited config.json
-        raise WorkbenchError(f"{Path(path) / CONFIG}: extra.score_logprob must be one of "
-                             f"{', '.join(LOGPROB_MODES)} or null, got {logprob!r}")
-    model = ScalarHeadModel(backbone, zero_init=True, logprob=logprob)
+    try:
+        model = ScalarHeadModel(backbone, zero_init=True, logprob=meta.get("extra", {}).get("score_logprob"))
+    except WorkbenchError as e:  # a hand-edited config.json
+        raise WorkbenchError(f"{Path(path) / CONFIG}: extra.{e}") from None
     _load_head(model, Path(path), device)
     return model.eval(), meta
 

@@ -203,8 +203,7 @@ def _config(stage: str, typed: dict) -> C.TrainConfig:
     cfg = C.load_config(stage, None, typed)
     for f in fields(stage):
         value = getattr(cfg, f.name)
-        # the config checks CHOICES itself; `preset` only here. An optional one may be null (score_logprob: off)
-        if f.choices and value not in f.choices and not (f.optional and value is None):
+        if f.choices and f.name not in C.CHOICES and value not in f.choices:  # the config checks CHOICES itself
             raise WorkbenchError(f"{f.name} must be one of {', '.join(f.choices)}, got {value!r}")
     return cfg
 
