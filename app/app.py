@@ -26,7 +26,7 @@ from workbench.train import runs
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SAMPLE_CHAT = ROOT / "sample_data" / "chat.jsonl"
-PANES = ("data", "train", "monitor", "runs")
+PANES = ("data", "train", "monitor", "runs", "playground", "report")
 TABS = Binding.Group("Panes", compact=True)
 
 
@@ -55,15 +55,27 @@ class Launch:
     runs: list[str] = field(default_factory=list)
     runs_root: str = "runs"
     pane: str = "data"
+    checkpoint: str | None = None  # the Playground's checkpoint (default: the last run given)
+    report: str | None = None  # a pipeline root the Report pane opens
+
+
+def is_pipeline_root(path: Path) -> bool:
+    """A `workbench pipeline` output: its recipe copy or its report card."""
+    return path.is_dir() and ((path / "recipe.yaml").is_file() or (path / "report.json").is_file())
 
 
 def plan_launch(paths: list[str], runs_root: str = "runs") -> Launch:
-    """`workbench tui [PATH...]`: run dirs go to the Monitor (overlaid), one data path to the Data pane."""
+    """`workbench tui [PATH...]`: run dirs go to the Monitor (overlaid) and the Playground, a pipeline root
+    to the Report pane, one data path to the Data pane."""
     launch = Launch(runs_root=runs_root)
     data = []
     for p in paths:
         path = Path(p).expanduser()
-        if is_run_dir(path):
+        if is_pipeline_root(path):
+            if launch.report:
+                raise WorkbenchError(f"give one pipeline root to report on, got {launch.report} and {p}")
+            launch.report = str(path)
+        elif is_run_dir(path):
             launch.runs.append(str(path))
         elif path.exists():
             data.append(str(path))
@@ -74,7 +86,8 @@ def plan_launch(paths: list[str], runs_root: str = "runs") -> Launch:
     if len(data) > 1:
         raise WorkbenchError(f"give one data file or folder to browse, got {len(data)}: {', '.join(data)}")
     launch.data = data[0] if data else (str(SAMPLE_CHAT) if SAMPLE_CHAT.is_file() else None)
-    launch.pane = "monitor" if launch.runs else "data"
+    launch.checkpoint = launch.runs[-1] if launch.runs else None
+    launch.pane = "report" if launch.report else "monitor" if launch.runs else "data"
     return launch
 
 
@@ -88,6 +101,8 @@ class WorkbenchApp(App):
         Binding("2", "pane('train')", "Train", group=TABS),
         Binding("3", "pane('monitor')", "Monitor", group=TABS),
         Binding("4", "pane('runs')", "Runs", group=TABS),
+        Binding("5", "pane('playground')", "Play", group=TABS),
+        Binding("6", "pane('report')", "Report", group=TABS),
         Binding("ctrl+q", "quit", "Quit", priority=True),
         # Pause and Stop the Train pane's run from any pane (the Monitor, where one watches it).
         Binding("f6", "train('pause')", "Pause run", show=False),
@@ -106,6 +121,8 @@ class WorkbenchApp(App):
     def compose(self) -> ComposeResult:
         from app.panes.data import DataPane
         from app.panes.monitor import MonitorPane
+        from app.panes.playground import PlaygroundPane
+        from app.panes.report import ReportPane
         from app.panes.runs import RunsPane
         from app.panes.train import TrainPane
 
@@ -115,7 +132,9 @@ class WorkbenchApp(App):
         panes = {"data": DataPane(self.launch.data, id="data-pane"),
                  "train": TrainPane(runs_root=self.launch.runs_root, id="train-pane"),
                  "monitor": MonitorPane(self.launch.runs, id="monitor-pane"),
-                 "runs": RunsPane(self.launch.runs_root, id="runs-pane")}
+                 "runs": RunsPane(self.launch.runs_root, id="runs-pane"),
+                 "playground": PlaygroundPane(self.launch.checkpoint, id="playground-pane"),
+                 "report": ReportPane(self.launch.report, id="report-pane")}
         yield Header()
         with TabbedContent(initial=first, id="panes"):
             for name, pane in panes.items():
@@ -192,6 +211,11 @@ class WorkbenchApp(App):
         severity = "information" if message.status in ("finished", "stopped") else "error"
         self.notify(f"{message.run_dir}: {message.status}" + (f" — {message.error}" if message.error else ""),
                     severity=severity, timeout=8)
+
+    @on(M.OpenPlayground)
+    def _open_playground(self, message: M.OpenPlayground) -> None:
+        self.action_pane("playground")
+        self.query_one("#playground-pane").open(message.run_dir, reward=message.reward)
 
     @on(M.ResumeRun)
     def _resume(self, message: M.ResumeRun) -> None:

@@ -64,6 +64,26 @@ class ResumeRun(Message):
     detached: bool = False
 
 
+@dataclass
+class OpenPlayground(Message):
+    """Open a run in the Playground: as its model, or (`reward`) as its reward model."""
+
+    run_dir: str
+    reward: bool = False
+
+
+@dataclass
+class PlayOutput(Message):
+    """A Playground worker's output for request `request` (a view drops those of older requests):
+    kind piece (text of answer `index`), answer (a finished answer's dict), done, error (text)."""
+
+    request: int
+    kind: str
+    index: int = 0
+    text: str = ""
+    data: dict | None = None
+
+
 # ------------------------------------------------------------------------------------------ UI text
 # --- app
 TITLE = "workbench"
@@ -260,7 +280,132 @@ RUNS_COMMANDS = {  # the command palette: (title, help)
     "add": ("Runs: add to the Monitor", "Overlay the selected run on the runs the Monitor shows"),
     "resume": ("Runs: resume", "Continue the selected stopped, crashed or failed run (the Train pane runs it)"),
     "copy": ("Runs: copy the command", "Copy `workbench train STAGE --resume RUN` for the selected run"),
+    "play": ("Runs: open in the Playground", "Chat with the selected run's latest checkpoint (a reward model: Score with it)"),
     "delete": ("Runs: delete", "Delete the selected run directory (asks first; never a running one)"),
     "refresh": ("Runs: refresh", "Scan the root again now (it also refreshes every few seconds)"),
     "root": ("Runs: change the root", "Type the folder whose runs are listed"),
 }
+
+
+# --- playground pane
+PLAY_CKPT = "model"
+PLAY_CKPT_PLACEHOLDER = "a run dir (its latest checkpoint) or a checkpoint, e.g. runs/tiny/sft"
+PLAY_RM = "RM"
+PLAY_RM_PLACEHOLDER = "a reward-model run (Compare, Score)"
+PLAY_SETTINGS = (("temperature", "temp", "0.8"), ("top_k", "top-k", "0"), ("top_p", "top-p", "1.0"),
+                 ("max_new_tokens", "max new", "128"))
+PLAY_GREEDY = "greedy"
+PLAY_NUMBER = "{name} must be a number, got {value!r}"
+PLAY_MODES = (("chat", "Chat"), ("compare", "Compare"), ("probe", "Probe"), ("score", "Score"))
+PLAY_LOADING = "loading {spec}…"
+PLAY_NO_CKPT = "Pick a model above: a run directory (its latest checkpoint) or a checkpoint."
+PLAY_NO_RM = "Pick a reward model above (RM): a `workbench train rm` run."
+PLAY_ERROR = "✗ {error}"
+PLAY_BUG = "✗ bug: {error!r} (please report it)"
+# chat
+CHAT_SYSTEM = "system"
+CHAT_SYSTEM_PLACEHOLDER = "a system message (optional)"
+CHAT_INPUT_PLACEHOLDER = "a message; Enter sends · ↑ in the history, e edits a turn, del removes it"
+CHAT_EMPTY = "Talk to the model: type below and press Enter. It answers with the ChatML template and stops at <|im_end|>."
+CHAT_ROLE = {"system": "system", "user": "you", "assistant": "model"}
+CHAT_STREAMING = "answering… {n} tokens · esc stops"
+CHAT_DONE = "{n} tokens · {how}"
+CHAT_ENDED = "ended with <|im_end|>"
+CHAT_CUT = "cut at max new tokens (no <|im_end|>)"
+CHAT_STOPPED = "stopped"
+CHAT_EDITING = "editing turn {n} ({role}): Enter saves{regen} · esc cancels"
+CHAT_REGEN = " and answers again"
+CHAT_PROMPT_TITLE = "what the model sees: {n} tokens (the history + <|im_start|>assistant)"
+CHAT_BINDINGS = {"clear": "Clear", "tokens": "Tokens", "stop": "Stop"}
+# compare
+COMPARE_CKPTS = "models"
+COMPARE_CKPTS_PLACEHOLDER = "2-4 run dirs (space-separated) or a pipeline root: its base, SFT, DPO, PPO"
+COMPARE_ANSWER = "answer"
+COMPARE_ANSWER_PLACEHOLDER = "expected (optional)"
+COMPARE_PROMPT_PLACEHOLDER = "a prompt for every model; Enter asks · ctrl+r a held-out question"
+COMPARE_EMPTY = "The same prompt to 2-4 checkpoints at once, answers side by side (same sampling, same seed)."
+COMPARE_STATS = "{n} tok · logp {logp} · RM {rm}{correct}"
+COMPARE_WAITING = "waiting…"
+COMPARE_RUNNING = "answering {i} of {n}…"
+COMPARE_DONE = "{n} answers{seed}{task}"
+COMPARE_TASK = " · checked against “{answer}”"
+COMPARE_NO_TASK = " · no answer to check (type one in “answer”, or ctrl+r picks a held-out question)"
+# probe
+PROBE_TEXT_PLACEHOLDER = "a context; the next-token distribution updates as you type"
+PROBE_CHAT = "chat"
+PROBE_ANSWER_PLACEHOLDER = "the answer so far (clicking a token adds to it)"
+PROBE_TOPK = "top"
+PROBE_EMPTY = "Type a context: the model's most likely next tokens appear here. Click one (or Enter on it) to add it."
+PROBE_HEAD = "{n} context tokens · the top {k} hold {mass:.1%} of the probability · {ms:.0f} ms"
+PROBE_PARTIAL = "That token is part of a character split across tokens: it has no text of its own to add."
+# score
+SCORE_PROMPT_PLACEHOLDER = "a prompt"
+SCORE_RESPONSE_PLACEHOLDER = "response {n}"
+SCORE_EMPTY = "A prompt and two responses: the reward model scores each; Enter in any field scores them."
+SCORE_ROW = "response {n}: score {score:+.3f}  (raw {raw:+.3f})"
+SCORE_NORMALISED = "scores normalised by the RM's reward stats (mean {mean:.3f}, std {std:.3f}), as `workbench eval` reports them"
+SCORE_PREFER = "P(response 1 preferred) = σ(raw₁ − raw₂) = {p:.1%}  (Bradley-Terry)"
+PLAY_COMMANDS = [  # (action, title, help) for the command palette
+    ("mode('chat')", "Playground: chat", "Talk to a checkpoint with the ChatML template"),
+    ("mode('compare')", "Playground: compare", "The same prompt to 2-4 checkpoints, side by side"),
+    ("mode('probe')", "Playground: probe", "The top-k next tokens as you type"),
+    ("mode('score')", "Playground: score", "Reward-model scores of two responses, and P(first preferred)"),
+    ("clear_chat", "Playground: clear the chat", "Forget the conversation"),
+    ("tokens", "Playground: show the tokens", "The chat as the model sees it, token by token"),
+    ("stop", "Playground: stop", "Stop the answer being generated"),
+    ("random_prompt", "Playground: a held-out question", "Compare on a held-out question with a checkable answer"),
+]
+
+# --- report pane
+REPORT_PATH_LABEL = "root"
+REPORT_PATH_PLACEHOLDER = "a pipeline root (report.json or recipe.yaml), or run directories"
+REPORT_PATH_HELP = "Enter opens it; several run directories: separated by spaces (quote a path with spaces)"
+REPORT_EMPTY = ("No pipeline root open.\n\n"
+                "• Type one above and press Enter: the folder `workbench pipeline --out ROOT` writes\n"
+                "  (its report card, curves and answers), also while its pipeline is still running.\n"
+                "• Or type run directories (runs/sft runs/dpo): their stages, curves and Chinchilla standing.\n"
+                "• Or start the workbench on it:  workbench tui runs/cpu-demo")
+REPORT_OPENING = "Reading {source}…"
+REPORT_SUMMARY = "{name} · {stages} stages · {wall} · written {written}"
+REPORT_SUMMARY_PARTIAL = "{name} · {stages} stages · no report yet"
+REPORT_SUMMARY_RUNS = "{n} runs"
+REPORT_NOT_WRITTEN = ("The report card is not written yet (the pipeline is still running, or it stopped): "
+                      "below, what the stages' run directories hold so far. F5 reads them again.")
+REPORT_RUNS_ONLY = "Run directories, not a pipeline root: no report card; their stages, curves and standing."
+REPORT_TABS = {"card": "Card", "curves": "Curves", "answers": "Answers", "chinchilla": "Chinchilla"}
+REPORT_POLICIES = "policies ({section} answers; KL on sampled ones)  · s: {other}"
+REPORT_RM = "reward model (pairwise accuracy)"
+REPORT_STAGES = "stages"
+REPORT_WHOLE = "whole chain: {wall} wall time (evaluation {eval})"
+REPORT_TOKENIZER = "tokenizer: {path}, {vocab:,} tokens, trained in {wall}"
+REPORT_NO_CURVES = "No training curves yet: no stage has written a train record to its metrics.jsonl."
+REPORT_NO_EXAMPLES = "No answers to show: the report card has none (its recipe's report.examples is 0, or it is not written yet)."
+REPORT_EXAMPLE_HEAD = "{i}. {prompt}"
+REPORT_EXAMPLE_REF = "   reference: {reference}"
+REPORT_EXAMPLE_PROMPT = "prompt"
+# Each curve panel's hint, by metric: the Monitor's wording of what healthy looks like.
+REPORT_CURVE_HINTS = {"loss": MONITOR_PANELS["loss"][1], "objective/scores": MONITOR_PANELS["ppo_scores"][1],
+                      "rewards/margins": MONITOR_PANELS["dpo_margins"][1], "accuracy": MONITOR_PANELS["rm_accuracy"][1],
+                      "objective/kl": MONITOR_PANELS["ppo_kl"][1]}
+REPORT_KEYS = {"open": "Open", "section": "Sampled", "next": "Next"}  # footer: short
+REPORT_COMMANDS = {  # the command palette: (title, help)
+    "open": ("Report: open a pipeline root", "Type a pipeline root, or run directories, to report on"),
+    "reload": ("Report: read again", "Read the root again (a pipeline still running has written more)"),
+    "section": ("Report: greedy / sampled answers", "Show the policies' metrics on greedy or on sampled answers"),
+    "next": ("Report: next section", "Card → Curves → Answers → Chinchilla"),
+    "show('card')": ("Report: the report card", "The policies, the reward model and the stages as tables"),
+    "show('curves')": ("Report: the curves", "Loss per stage, PPO score, DPO margin, RM accuracy, PPO KL"),
+    "show('answers')": ("Report: the answers", "Held-out prompts with every row's answer side by side"),
+    "show('chinchilla')": ("Report: the Chinchilla calculator", "A budget in FLOPs, parameters or tokens → the "
+                           "compute-optimal split; where each run stands"),
+}
+CHIN_UNITS = {"flops": "FLOPs", "params": "parameters", "tokens": "tokens"}
+CHIN_PLACEHOLDER = "a budget: 1e18, 6.8M, 2B"
+CHIN_HELP = "Chinchilla (Hoffmann et al. 2022): D ≈ 20·N tokens, C ≈ 6·N·D FLOPs"
+CHIN_WAITING = "Type an amount above: the compute-optimal model size, tokens and compute for it."
+CHIN_RESULT = "compute-optimal:  {params} parameters  ·  {tokens} tokens  ·  {flops} FLOPs"
+CHIN_STANDING = "where each run stands (fine-tuning stages count their own tokens only)"
+CHIN_NO_RUNS = "No run to place: open a pipeline root or run directories with a started stage."
+CHIN_COLUMNS = ("run", "stage", "params", "tokens seen", "tokens/param", "of optimal", "optimal N for its compute",
+                "verdict", "from")
+CHIN_VERDICT = "{name}: {verdict}"

@@ -155,6 +155,13 @@ def generate(
         from workbench.train.checkpoint import resolve_checkpoint
 
         ckpt = resolve_checkpoint(checkpoint)  # a run dir means its latest checkpoint, as --from does
+        from workbench.train.checkpoint import checkpoint_kind
+
+        kind = checkpoint_kind(ckpt)
+        if kind != "policy":  # its backbone would load, and write gibberish through an untrained LM head
+            from workbench.eval.playground import kind_message
+
+            raise WorkbenchError(kind_message(checkpoint, ckpt, kind, "policy"))
         tok = load_checkpoint_tokenizer(ckpt)
         model, _ = load_checkpoint(ckpt)
         ids = [encode_prompt(tok, p, chat, system) for p in prompts]

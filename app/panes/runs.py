@@ -39,6 +39,7 @@ class RunsPane(Vertical):
         # Kept out of the footer, which has ~37 columns for a pane at 80: the detail line shows the
         # command with "c copies", and the list refreshes by itself every few seconds.
         Binding("c", "copy", "Copy", show=False),
+        Binding("p", "play", "Play", show=False),  # the Playground: chat with the run's latest checkpoint
         Binding("f5,ctrl+r", "refresh", "Reload", key_display="f5", show=False),
     ]
 
@@ -192,6 +193,10 @@ class RunsPane(Vertical):
     def action_add(self) -> None:
         self.action_open(add=True)
 
+    def action_play(self) -> None:
+        if run := self._run_or_say():
+            self.post_message(M.OpenPlayground(str(run.path), reward=run.stage == "rm"))
+
     def action_resume(self) -> None:
         if run := self._run_or_say():
             why = R.why_not_resumable(run)
@@ -246,6 +251,6 @@ class RunsPane(Vertical):
 
     def commands(self) -> list[tuple[str, str, callable]]:
         actions = {"open": self.action_open, "add": self.action_add, "resume": self.action_resume,
-                   "copy": self.action_copy, "delete": self.action_delete, "refresh": self.action_refresh,
+                   "copy": self.action_copy, "play": self.action_play, "delete": self.action_delete, "refresh": self.action_refresh,
                    "root": self.action_root}
         return [(*M.RUNS_COMMANDS[name], fn) for name, fn in actions.items()]

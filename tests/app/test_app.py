@@ -74,7 +74,7 @@ async def _visit_every_pane(app, size):
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         seen = []
-        for key, pane in (("2", "train"), ("3", "monitor"), ("4", "runs"), ("1", "data")):
+        for key, pane in (("2", "train"), ("3", "monitor"), ("4", "runs"), ("5", "playground"), ("6", "report"), ("1", "data")):
             app.set_focus(None)  # a focused input would take the digit
             await pilot.press(key)
             await pilot.pause()
@@ -85,7 +85,7 @@ async def _visit_every_pane(app, size):
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])
 async def test_every_pane_opens_at_both_sizes(size):
     seen = await _visit_every_pane(WorkbenchApp(plan_launch([])), size)
-    assert seen == ["train", "monitor", "runs", "data"]
+    assert seen == ["train", "monitor", "runs", "playground", "report", "data"]
 
 
 async def test_theme_toggles_between_dark_and_light():

@@ -59,6 +59,11 @@ class RewardScorer:
         sep = tok.encode("\n")
         rows = [p + t + (sep if done else []) for p, t, done in zip(prompts, g.tokens, g.finished)]
         answer = [(len(p), len(p) + len(t)) for p, t in zip(prompts, g.tokens)]  # the response's tokens
+        return self.normalise(self.raw(tok, rows, answer))
+
+    def raw(self, tok, rows: list[list[int]], answer: list[tuple[int, int]]) -> torch.Tensor:
+        """[B] raw scores of token rows; `answer[i]` = (start, end) of row i's response tokens (what
+        a `score_logprob` model reads the likelihood of)."""
         dev = next(self.model.parameters()).device
         raw = []
         for s in range(0, len(rows), SCORE_BATCH):
@@ -67,7 +72,10 @@ class RewardScorer:
             for i, (a, b) in enumerate(answer[s:s + SCORE_BATCH]):
                 labels[i, a:b] = ids[i, a:b]
             raw.append(self.model.score(ids, mask, labels)[0])
-        return (torch.cat(raw).float() - self.mean) / self.std
+        return torch.cat(raw).float()
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        return (raw - self.mean) / self.std
 
 
 @dataclass
@@ -130,9 +138,7 @@ def evaluate_checkpoint(ckpt, *, prompts=None, pairs=None, text=None, ref=None, 
         if rm:
             rm_model, rm_meta, rm_path = load_reward_model(rm, dev, what="--rm")
             _check_tokenizer(rm_path, tok, rm, "--rm")
-            stats = rm_meta.get("extra", {}).get("reward_stats") or {}
-            scorer = (RewardScorer(rm_model, float(stats["mean"]), float(stats["std"])) if _valid_stats(stats)
-                      else RewardScorer(rm_model))
+            scorer = reward_scorer(rm_model, rm_meta)
         if text:
             result["text"] = text_metrics(model, tok, text, read, text_window, report)
         result["answers"] = []
@@ -158,6 +164,12 @@ def _sampling(name: str, max_new_tokens: int):
     if name == "greedy":
         return SamplingConfig(max_new_tokens=max_new_tokens, greedy=True)
     return SamplingConfig(max_new_tokens=max_new_tokens, temperature=TEMPERATURE)
+
+
+def reward_scorer(model, meta: dict) -> RewardScorer:
+    """A reward model with the statistics its checkpoint records (raw scores when it has none)."""
+    stats = meta.get("extra", {}).get("reward_stats") or {}
+    return RewardScorer(model, float(stats["mean"]), float(stats["std"])) if _valid_stats(stats) else RewardScorer(model)
 
 
 def _valid_stats(stats: dict) -> bool:

@@ -19,7 +19,6 @@ from workbench.errors import WorkbenchError
 
 def probe(ckpt, text: str, *, top_k: int = 10, chat: bool = False, device: str = "auto") -> dict:
     """{"checkpoint", "text", "chat", "prompt_tokens", "top": [{"id", "token", "prob", "logprob"}, ...]}."""
-    from workbench.model.generate import encode_prompt
     from workbench.train.checkpoint import resolve_checkpoint
     from workbench.train.engine import resolve_device
     from workbench.train.models import load_parent
@@ -28,17 +27,27 @@ def probe(ckpt, text: str, *, top_k: int = 10, chat: bool = False, device: str =
         raise WorkbenchError(f"top_k must be at least 1, got {top_k}")
     path = resolve_checkpoint(ckpt)
     model, tok, _ = load_parent(str(path), "policy", resolve_device(device), what="checkpoint")
-    ids = encode_prompt(tok, text, chat=chat)
+    return {"checkpoint": str(path), **probe_model(model, tok, text, top_k=top_k, chat=chat)}
+
+
+@torch.no_grad()
+def probe_model(model, tok, text: str, *, top_k: int = 10, chat: bool = False, answer: str = "") -> dict:
+    """`probe` on a model already loaded (the TUI's Playground keeps it): {"text", "chat", "prompt_tokens", "top"}.
+    In chat mode, `answer` is the start of the assistant's reply: the distribution is that of its next token."""
+    from workbench.model.generate import encode_prompt
+
+    if top_k < 1:
+        raise WorkbenchError(f"top_k must be at least 1, got {top_k}")
+    ids = encode_prompt(tok, text, chat=chat) + (tok.encode(answer) if chat and answer else [])
     cfg = model.cfg
     if len(ids) > cfg.max_seq_len:
         raise WorkbenchError(f"the text is {len(ids)} tokens, longer than the model's context of {cfg.max_seq_len}")
-    with torch.no_grad():
-        x = torch.tensor([ids], device=next(model.parameters()).device)
-        logits = model(x, logits_to_keep=1).logits[0, -1].float()
+    x = torch.tensor([ids], device=next(model.parameters()).device)
+    logits = model(x, logits_to_keep=1).logits[0, -1].float()
     logits[cfg.vocab_size:] = float("-inf")  # the same tokens generate() can never sample
     logits[tok.pad_id] = float("-inf")
     logp = logits.log_softmax(-1)
     values, indices = logp.topk(min(top_k, cfg.vocab_size - 1))
     top = [{"id": int(i), "token": tok.token_str(int(i)), "prob": float(v.exp()), "logprob": float(v)}
            for v, i in zip(values, indices)]
-    return {"checkpoint": str(path), "text": text, "chat": chat, "prompt_tokens": len(ids), "top": top}
+    return {"text": text, "chat": chat, "prompt_tokens": len(ids), "top": top}

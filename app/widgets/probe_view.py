@@ -1,0 +1,130 @@
+"""ProbeView: the model's top-k next tokens as a bar chart, updated as you type.
+
+Each change of the context waits DEBOUNCE_S of quiet, then asks a thread worker (the key that was typed is
+on screen at once; a probe never blocks typing); only the newest request's answer is drawn. Plain mode:
+the text as it is (what a base model continues). Chat mode: the text as a user turn, the assistant's
+generation prompt and the answer so far. Enter or a click on a token appends it and probes again. The
+numbers are workbench.eval.probe.probe_model's: the same as `workbench probe`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Checkbox, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from app import messages as M
+from app.widgets.play_view import PlayView
+
+DEBOUNCE_S = 0.12
+BAR = 30  # cells of a bar at probability 1
+
+
+def shown(token: str) -> str:
+    return repr(token)[1:-1].replace(" ", "␣") or "∅"
+
+
+def bar_row(item: dict, width: int) -> Text:
+    cells = item["prob"] * BAR
+    bar = "█" * int(cells) + " ▏▎▍▌▋▊▉"[int((cells % 1) * 8)].strip()
+    return Text.assemble((f"{shown(item['token'])[:width]:<{width}} ", "bold"), (f"{bar:<{BAR + 1}}", "green"),
+                         f" {item['prob']:7.2%}", (f"  id {item['id']}", "dim"))
+
+
+class ProbeView(PlayView):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.result: dict | None = None
+        self._timer = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="play-row"):
+            yield Input(id="probe-text", compact=True, placeholder=M.PROBE_TEXT_PLACEHOLDER)
+            yield Checkbox(M.PROBE_CHAT, id="probe-chat", compact=True)
+            yield Label(M.PROBE_TOPK, classes="play-label")
+            yield Input("10", id="probe-k", compact=True, type="integer", classes="play-number")
+        yield Input(id="probe-answer", compact=True, placeholder=M.PROBE_ANSWER_PLACEHOLDER)
+        yield Static(M.PROBE_EMPTY, classes="play-status")
+        yield OptionList(id="probe-bars")
+
+    def on_mount(self) -> None:
+        self.query_one("#probe-answer").display = False
+
+    def focus_default(self):
+        return self.query_one("#probe-text", Input)
+
+    @on(Input.Changed, "#probe-text, #probe-answer, #probe-k")
+    @on(Checkbox.Changed, "#probe-chat")
+    def _changed(self, event) -> None:
+        if event.control.id == "probe-chat":
+            self.query_one("#probe-answer").display = event.value
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(DEBOUNCE_S, self.ask)
+
+    def ask(self) -> None:
+        from workbench.errors import WorkbenchError
+        from workbench.eval.probe import probe_model
+
+        self._timer = None
+        text = self.query_one("#probe-text", Input).value
+        chat = self.query_one("#probe-chat", Checkbox).value
+        answer = self.query_one("#probe-answer", Input).value if chat else ""
+        spec = self.pane.model_spec
+        if not spec:
+            self.status(M.PLAY_NO_CKPT, error=True)
+            return
+        if not text and not chat:
+            self.result = None
+            self.query_one(OptionList).clear_options()
+            self.status(M.PROBE_EMPTY)
+            return
+        try:
+            k = int(self.query_one("#probe-k", Input).value or 10)
+            if k < 1:
+                raise ValueError
+        except ValueError:
+            self.status(M.PLAY_ERROR.format(error=WorkbenchError("top must be a whole number ≥ 1")), error=True)
+            return
+        request = self.new_request()
+        cache = self.pane.cache
+
+        def job(cancelled):
+            lm = cache.language_model(spec)
+            if cancelled():
+                return
+            t = time.perf_counter()
+            result = probe_model(lm.model, lm.tok, text, top_k=k, chat=chat, answer=answer)
+            result["ms"] = 1000 * (time.perf_counter() - t)
+            self.send(request, "done", data=result)
+
+        self.start(request, job)
+
+    def output(self, message: M.PlayOutput) -> None:
+        self.result = r = message.data
+        bars = self.query_one(OptionList)
+        highlighted = bars.highlighted
+        bars.clear_options()
+        width = min(max((len(shown(t["token"])) for t in r["top"]), default=4), 16)
+        bars.add_options([Option(bar_row(t, width), id=str(i)) for i, t in enumerate(r["top"])])
+        if highlighted is not None and bars.has_focus:
+            bars.highlighted = min(highlighted, len(r["top"]) - 1)
+        mass = sum(t["prob"] for t in r["top"])
+        self.status(M.PROBE_HEAD.format(n=r["prompt_tokens"], k=len(r["top"]), mass=mass, ms=r["ms"]))
+
+    @on(OptionList.OptionSelected, "#probe-bars")
+    def _append(self, event: OptionList.OptionSelected) -> None:
+        if self.result is None:
+            return
+        token = self.result["top"][int(event.option.id)]["token"]
+        if "\ufffd" in token:  # a byte of a character split across tokens: no text to type for it
+            self.status(M.PROBE_PARTIAL, error=True)
+            return
+        box = self.query_one("#probe-answer" if self.query_one("#probe-chat", Checkbox).value else "#probe-text", Input)
+        box.value += token
+        box.cursor_position = len(box.value)
