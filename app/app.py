@@ -133,7 +133,7 @@ class WorkbenchApp(App):
                  "train": TrainPane(runs_root=self.launch.runs_root, id="train-pane"),
                  "monitor": MonitorPane(self.launch.runs, id="monitor-pane"),
                  "runs": RunsPane(self.launch.runs_root, id="runs-pane"),
-                 "playground": PlaygroundPane(self.launch.checkpoint, id="playground-pane"),
+                 "playground": PlaygroundPane(self.launch.checkpoint, pipeline=self.launch.report, id="playground-pane"),
                  "report": ReportPane(self.launch.report, id="report-pane")}
         yield Header()
         with TabbedContent(initial=first, id="panes"):

@@ -1,10 +1,14 @@
-"""Regenerate the README's screenshots of the TUI: docs/screenshots/{data,train,monitor,runs}.svg (+ .png).
+"""Regenerate the README's screenshots of the TUI: docs/screenshots/{data,train,monitor,runs}.svg (+ .png),
+and with --pipeline, {playground,report}.svg (+ .png) too.
 
     python docs/screenshots.py            # about a minute on a 2-core CPU; needs rsvg-convert for the PNGs
+    python docs/screenshots.py --pipeline runs/cpu-demo   # + the Playground and Report panes on that chain
 
 It trains a small pipeline (pretrain -> sft -> rm, dpo, ppo: the tiny preset with 2 layers, a 512-token BPE,
 a few dozen steps each) in a scratch folder laid out like a checkout (sample_data/, configs/, runs/), opens the
-real app there at 120x36, visits each pane and saves what it shows. Not a test.
+real app there at 120x36, visits each pane and saves what it shows. The Playground (Compare: base, SFT, DPO,
+PPO on one held-out question, greedy, with the reward model) and the Report pane are shot on a finished
+`workbench pipeline --recipe cpu-demo` root, whose models have learnt something to show. Not a test.
 """
 
 from __future__ import annotations
@@ -63,7 +67,45 @@ async def shoot(work: Path) -> list[Path]:
     return saved
 
 
+async def shoot_pipeline(root: Path) -> list[Path]:
+    from app.app import WorkbenchApp, plan_launch
+
+    os.chdir(root.parent.parent)  # paths on screen as a user types them: runs/cpu-demo
+    root = root.relative_to(root.parent.parent)
+    app = WorkbenchApp(plan_launch([str(root)]))
+    saved = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(2.0)  # the Report pane opens the root
+        path = OUT / "report.svg"
+        app.save_screenshot(str(path))
+        saved.append(path)
+        pane = app.query_one("#playground-pane")  # opened on the root: Compare has its rows, RM its reward model
+        app.query_one("#play-greedy").value = True
+        pane.action_mode("compare")
+        await pilot.pause(0.5)
+        view = app.query_one("#compare-view")
+        view.query_one("#compare-prompt").value = "I'm curious: Kestrelby is part of what kingdom?"
+        view.query_one("#compare-answer").value = "Quillon"
+        view.ask()
+        while "answers" not in str(view.query_one(".play-status").render()):
+            await pilot.pause(0.2)
+        await pilot.pause(0.5)
+        path = OUT / "playground.svg"
+        app.save_screenshot(str(path))
+        saved.append(path)
+    return saved
+
+
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pipeline", help="a finished cpu-demo pipeline root: also shoot the Playground and Report panes")
+    ap.add_argument("--only-pipeline", action="store_true", help="just those two")
+    args = ap.parse_args()
+    pipeline = Path(args.pipeline).resolve() if args.pipeline else None
+    if pipeline is not None and not (pipeline / "report.json").is_file():
+        raise SystemExit(f"{pipeline}: no report.json (run `workbench pipeline --recipe cpu-demo --out ...` first)")
     work = Path(tempfile.mkdtemp(prefix="wb-shots-"))
     for name in ("sample_data", "configs"):
         os.symlink(ROOT / name, work / name)
@@ -72,9 +114,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    train_pipeline(work)
     OUT.mkdir(parents=True, exist_ok=True)
-    for svg in asyncio.run(shoot(work)):
+    shots = []
+    if not args.only_pipeline:
+        train_pipeline(work)
+        shots += asyncio.run(shoot(work))
+    if pipeline is not None:
+        shots += asyncio.run(shoot_pipeline(pipeline))
+    for svg in shots:
         if shutil.which("rsvg-convert"):
             subprocess.run(["rsvg-convert", str(svg), "-o", str(svg.with_suffix(".png"))], check=True)
         print(svg.relative_to(ROOT))

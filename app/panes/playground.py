@@ -32,10 +32,11 @@ class PlaygroundPane(Vertical):
         Binding("escape", "stop", "Stop", show=False),
     ]
 
-    def __init__(self, checkpoint: str | None = None, **kw):
+    def __init__(self, checkpoint: str | None = None, pipeline: str | None = None, **kw):
         kw["classes"] = " ".join(filter(None, ["pane", kw.get("classes")]))
         super().__init__(**kw)
         self.checkpoint = checkpoint or ""
+        self.pipeline = pipeline  # a pipeline root: Compare starts on its rows, Score on its reward model
         self.cache = ModelCache()
 
     def compose(self) -> ComposeResult:
@@ -44,7 +45,8 @@ class PlaygroundPane(Vertical):
             yield Input(self.checkpoint, id="play-ckpt", compact=True, placeholder=M.PLAY_CKPT_PLACEHOLDER,
                         suggester=PathSuggester())
             yield Label(M.PLAY_RM, classes="play-label")
-            yield Input(id="play-rm", compact=True, placeholder=M.PLAY_RM_PLACEHOLDER, suggester=PathSuggester())
+            yield Input(self._pipeline_rm(), id="play-rm", compact=True, placeholder=M.PLAY_RM_PLACEHOLDER,
+                        suggester=PathSuggester())
         with Horizontal(id="play-settings"):
             for key, name, default in M.PLAY_SETTINGS:
                 yield Label(name, classes="play-label")
@@ -54,8 +56,16 @@ class PlaygroundPane(Vertical):
         with TabbedContent(id="play-modes"):
             for mode, title in M.PLAY_MODES:
                 with TabPane(title, id=f"play-{mode}"):
-                    yield {"chat": ChatView, "compare": CompareView, "probe": ProbeView, "score": ScoreView}[mode](
-                        id=f"{mode}-view")
+                    view = {"chat": ChatView, "compare": CompareView, "probe": ProbeView, "score": ScoreView}[mode]
+                    yield view(id=f"{mode}-view", models=self.pipeline or "") if mode == "compare" else view(id=f"{mode}-view")
+
+    def _pipeline_rm(self) -> str:
+        """The pipeline's reward model (the first rm stage of its recipe), when the pane opened on one."""
+        if not self.pipeline:
+            return ""
+        from workbench.eval.playground import pipeline_reward_model
+
+        return pipeline_reward_model(self.pipeline) or ""
 
     def focus_default(self):
         return self.active_view().focus_default()

@@ -47,8 +47,9 @@ class CompareView(PlayView):
     BINDINGS = [Binding("ctrl+r", "random_prompt", "Held-out Q"), Binding("escape", "stop", "Stop", show=False)]
     _known: dict | None = None  # the sample world's questions and answers, read once
 
-    def __init__(self, **kw):
+    def __init__(self, models: str = "", **kw):
         super().__init__(**kw)
+        self.models = models
         self.answers: list[dict | None] = []
         self.texts: list[str] = []
         self.checked: dict | None = None  # the task the answers are checked against
@@ -58,7 +59,7 @@ class CompareView(PlayView):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="play-row"):
             yield Label(M.COMPARE_CKPTS, classes="play-label")
-            yield Input(id="compare-ckpts", compact=True, placeholder=M.COMPARE_CKPTS_PLACEHOLDER)
+            yield Input(self.models, id="compare-ckpts", compact=True, placeholder=M.COMPARE_CKPTS_PLACEHOLDER)
             yield Label(M.COMPARE_ANSWER, classes="play-label")
             yield Input(id="compare-answer", compact=True, placeholder=M.COMPARE_ANSWER_PLACEHOLDER)
         yield Input(id="compare-prompt", compact=True, placeholder=M.COMPARE_PROMPT_PLACEHOLDER)

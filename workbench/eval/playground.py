@@ -245,6 +245,19 @@ def pipeline_rows(root: Path) -> list[tuple[str, str]] | None:
     return found
 
 
+def pipeline_reward_model(root) -> str | None:
+    """The run dir of a pipeline root's first reward-model stage that has a checkpoint (None without one)."""
+    from workbench.io import read_yaml
+
+    root = Path(root)
+    try:
+        stages = ((read_yaml(root / "recipe.yaml") or {}).get("stages") or {}) if (root / "recipe.yaml").is_file() else {}
+        names = [name for name, s in stages.items() if isinstance(s, dict) and s.get("stage") == "rm"]
+    except (WorkbenchError, OSError, AttributeError):
+        return None
+    return next((str(root / n) for n in names if (root / n / "checkpoints").is_dir()), None)
+
+
 def answer_task(answer: str | None, prompt: str, known: dict | None = None) -> dict | None:
     """The task to check replies against: a typed expected answer, else the prompt's own, if it is known."""
     if answer and answer.strip():
