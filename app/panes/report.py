@@ -221,10 +221,10 @@ class ReportPane(Vertical):
             other = "sampled" if self.section == "greedy" else "greedy"
             self.query_one("#rep-policies-title", Static).update(
                 M.REPORT_POLICIES.format(section=self.section, other=other))
-            _table(self.query_one("#rep-policies", DataTable), *R._policy_table(report, self.section))
-            _table(self.query_one("#rep-rm", DataTable), *R._rm_table(report))
+            _table(self.query_one("#rep-policies", DataTable), *R.policy_table(report, self.section))
+            _table(self.query_one("#rep-rm", DataTable), *R.rm_table(report))
         self.set_class(bool(report and report["reward_models"]), "-rm")
-        _table(self.query_one("#rep-stages", DataTable), *R._stage_table({"stages": self.view.stages}))
+        _table(self.query_one("#rep-stages", DataTable), *R.stage_table({"stages": self.view.stages}))
         lines = []
         if report is not None:
             lines.append(M.REPORT_WHOLE.format(wall=R.duration(report.get("wall_s")), eval=R.duration(report.get("eval_s"))))
@@ -284,7 +284,7 @@ class ReportPane(Vertical):
                 prompt = Text(ex["prompt"] or "")
                 if ex.get("reference"):
                     prompt.append(f"\n→ {ex['reference']}", style="dim")
-                t.add_row(prompt, *(Text.from_markup(R._cell(ex["answers"].get(label))) for label in labels))
+                t.add_row(prompt, *(Text.from_markup(R.answer_cell(ex["answers"].get(label))) for label in labels))
             out.update(t)
             return
         parts = []
@@ -296,7 +296,7 @@ class ReportPane(Vertical):
             t.add_column(style="bold", no_wrap=True)
             t.add_column(overflow="fold", ratio=1)
             for label in labels:
-                t.add_row(label, Text.from_markup(R._cell(ex["answers"].get(label))))
+                t.add_row(label, Text.from_markup(R.answer_cell(ex["answers"].get(label))))
             parts += [head, t, Text("")]
         out.update(Group(*parts))
 

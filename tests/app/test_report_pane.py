@@ -82,7 +82,7 @@ async def test_card_tables_show_each_rows_numbers():
         await opened(pilot)
         rows = cells(app, "#rep-policies")
         assert [r[0] for r in rows] == ["base", "SFT", "DPO", "PPO", "PPO (no KL)"]
-        assert rows == R._policy_table(REPORT, "greedy")[1]  # the CLI's own cells
+        assert rows == R.policy_table(REPORT, "greedy")[1]  # the CLI's own cells
         sft = REPORT["rows"][1]  # spot checks against the raw values: compliance, held-out accuracy, RM score
         assert rows[1][2] == R.fmt(sft["greedy"]["compliance"], "pct") == "99%"
         assert rows[1][5] == R.fmt(sft["heldout"]["eval_facts"], "pct") == "78%"
@@ -93,7 +93,7 @@ async def test_card_tables_show_each_rows_numbers():
         app.query_one("#rep-policies").focus()  # (a lazily mounted pane may have taken the focus meanwhile)
         await pilot.press("s")  # the sampled answers' metrics
         await pilot.pause()
-        assert cells(app, "#rep-policies") == R._policy_table(REPORT, "sampled")[1] != rows
+        assert cells(app, "#rep-policies") == R.policy_table(REPORT, "sampled")[1] != rows
         assert "sampled answers" in text(app, "#rep-policies-title")
         assert cells(app, "#rep-rm") == [["rm", "100", "81%", "100%", "80%", "100%", "70%", "5.889"]]
         stages = cells(app, "#rep-stages")

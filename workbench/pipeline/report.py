@@ -155,7 +155,7 @@ def duration(seconds) -> str:
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
 
-def _policy_table(report: dict, section: str) -> tuple[list[str], list[list[str]]]:
+def policy_table(report: dict, section: str) -> tuple[list[str], list[list[str]]]:
     heldout = list(report["rows"][0]["heldout"]) if report["rows"] else []
     ref = report["eval"]["ref"]
     names = [f"KL to {ref}" if key == "kl_ref" and ref else h for key, h, _ in COLUMNS]
@@ -171,7 +171,7 @@ def _policy_table(report: dict, section: str) -> tuple[list[str], list[list[str]
     return head, body
 
 
-def _stage_table(report: dict) -> tuple[list[str], list[list[str]]]:
+def stage_table(report: dict) -> tuple[list[str], list[list[str]]]:
     head = ["stage", "kind", "status", "steps", "wall time", "training", "tokens", "tokens/s", "params"]
     body = []
     for s in report["stages"]:
@@ -182,7 +182,7 @@ def _stage_table(report: dict) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
-def _rm_table(report: dict) -> tuple[list[str], list[list[str]]]:
+def rm_table(report: dict) -> tuple[list[str], list[list[str]]]:
     kinds = sorted({k for r in report["reward_models"] for k in ((r["pairs"] or {}).get("by_kind") or {})})
     head = ["reward model", "pairs", "accuracy", *kinds, "margin"]
     body = []
@@ -219,13 +219,13 @@ def markdown(report: dict) -> str:
            f"Pipeline root `{report['root']}`, written {report['written']}; {duration(report['wall_s'])} of "
            f"tokenizer, training and evaluation in all (evaluation {duration(report['eval_s'])}).", "",
            f"## Policies: greedy answers to `{ev['prompts']}`" + (f" ({n} prompts)" if n else ""), "",
-           _md_table(*_policy_table(report, "greedy")), "",
+           _md_table(*policy_table(report, "greedy")), "",
            f"Rates are shares of the answers. KL: nats per answer on the model's own sampled answers, {ref}; "
            f"RM score: the reward model `{ev['rm']}`'s mean score. `acc FILE`: accuracy on each held-out file.", "",
-           "## Policies: sampled answers (seed 0)", "", _md_table(*_policy_table(report, "sampled")), ""]
+           "## Policies: sampled answers (seed 0)", "", _md_table(*policy_table(report, "sampled")), ""]
     if report["reward_models"]:
-        out += [f"## Reward model: pairwise accuracy on `{ev['pairs']}`", "", _md_table(*_rm_table(report)), ""]
-    out += ["## Stages", "", _md_table(*_stage_table(report)), ""]
+        out += [f"## Reward model: pairwise accuracy on `{ev['pairs']}`", "", _md_table(*rm_table(report)), ""]
+    out += ["## Stages", "", _md_table(*stage_table(report)), ""]
     line = pretraining_line(report)
     if line:
         out += [line, ""]
@@ -271,10 +271,10 @@ def print_report(report: dict, console) -> None:
             t.add_row(*row)
         return t
 
-    console.print(table("policies (greedy answers; KL on sampled ones)", *_policy_table(report, "greedy")))
+    console.print(table("policies (greedy answers; KL on sampled ones)", *policy_table(report, "greedy")))
     if report["reward_models"]:
-        console.print(table("reward model (pairwise accuracy)", *_rm_table(report)))
-    console.print(table("stages", *_stage_table(report)))
+        console.print(table("reward model (pairwise accuracy)", *rm_table(report)))
+    console.print(table("stages", *stage_table(report)))
     console.print(f"whole chain: {duration(report['wall_s'])} wall time (evaluation {duration(report['eval_s'])})",
                   highlight=False)
     line = pretraining_line(report)
@@ -288,7 +288,7 @@ def print_report(report: dict, console) -> None:
             t.add_column(label, overflow="fold")
         for ex in report["examples"]:
             t.add_row(escape(ex["prompt"] or "") + (f"\n[dim]→ {escape(str(ex['reference']))}[/]" if ex["reference"] else ""),
-                      *(_cell(ex["answers"][label]) for label in labels))
+                      *(answer_cell(ex["answers"][label]) for label in labels))
         console.print(t)
     plots = report["plots"]
     files = [str(Path(report["root"]) / f) for f in plots["files"]]
@@ -298,7 +298,7 @@ def print_report(report: dict, console) -> None:
                   highlight=False, markup=False)
 
 
-def _cell(answer) -> str:
+def answer_cell(answer) -> str:
     from rich.markup import escape
 
     if not answer:

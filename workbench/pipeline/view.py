@@ -21,7 +21,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.pipeline.plots import Figure, figures
-from workbench.pipeline.report import _policy_table, _rm_table, _stage_table, stage_summary
+from workbench.pipeline.report import policy_table, rm_table, stage_table, stage_summary
 
 REPORT, RECIPE = "report.json", "recipe.yaml"
 
@@ -68,7 +68,7 @@ def read_report(root: Path) -> dict:
         for key in ("rows", "stages", "reward_models", "examples"):
             if not isinstance(report.get(key), list):
                 raise KeyError(key)
-        _policy_table(report, "greedy"), _policy_table(report, "sampled"), _stage_table(report), _rm_table(report)
+        policy_table(report, "greedy"), policy_table(report, "sampled"), stage_table(report), rm_table(report)
         for ex in report["examples"]:
             ex["prompt"], dict(ex["answers"])
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
