@@ -154,7 +154,8 @@ class ChatView(PlayView):
 
         def job(cancelled):
             lm = cache.language_model(spec)
-            stream = ReplyStream(lm, lm.chat_ids(history, system), sampling, cancelled=cancelled)
+            ids, dropped = lm.fit_chat(history, system, sampling.max_new_tokens)
+            stream = ReplyStream(lm, ids, sampling, cancelled=cancelled)
             pending, last = [], time.monotonic()
             for piece in stream:
                 pending.append(piece)
@@ -162,7 +163,8 @@ class ChatView(PlayView):
                     self.send(request, "piece", len(stream.reply.tokens), "".join(pending))
                     pending, last = [], time.monotonic()
             r = stream.reply
-            self.send(request, "done", len(r.tokens), "".join(pending), {"finished": r.finished, "text": r.text})
+            self.send(request, "done", len(r.tokens), "".join(pending),
+                      {"finished": r.finished, "text": r.text, "dropped": dropped})
 
         self.start(request, job)
 
@@ -180,6 +182,8 @@ class ChatView(PlayView):
                 pass
             return
         how = M.CHAT_ENDED if message.data["finished"] else M.CHAT_CUT
+        if message.data["dropped"]:
+            how += M.CHAT_DROPPED.format(n=message.data["dropped"])
         self._finish(message.data["text"], M.CHAT_DONE.format(n=message.index, how=how))
 
     def _finish(self, text: str, status: str) -> None:

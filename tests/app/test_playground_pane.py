@@ -305,3 +305,25 @@ async def test_a_run_opened_from_the_runs_pane_lands_in_the_playground(scripted,
         app.query_one("#runs-pane").post_message(M.OpenPlayground(str(rm), reward=True))
         await wait_for(pilot, lambda: pane.query_one("#play-modes").active == "play-score")
         assert pane.rm_spec == str(rm) and pane.model_spec == str(ckpt)
+
+
+async def test_a_long_chat_leaves_out_its_oldest_turns_to_fit_the_context(scripted, byte_tok):
+    from workbench.eval.playground import ModelCache
+
+    ckpt = scripted(chain_of(byte_tok, "ok"))
+    lm = ModelCache().language_model(str(ckpt))
+    context = lm.model.cfg.max_seq_len
+    async with app_on(ckpt).run_test(size=(100, 30)) as pilot:
+        pane = await ready(pilot)
+        pane.query_one("#play-max_new_tokens").value = "8"
+        view = pane.query_one("#chat-view")
+        long = "x" * (context // 3)  # byte tokens: three such turns overflow the context
+        view.history = [{"role": "user", "content": long}, {"role": "assistant", "content": long},
+                        {"role": "user", "content": long}, {"role": "assistant", "content": long}]
+        view.focus_default().focus()
+        await pilot.press(*"last", "enter")
+        await wait_for(pilot, lambda: view.answer is None and view.history[-1]["role"] == "assistant")
+        assert view.history[-1]["content"] == "ok" and len(view.history) == 6  # the history itself is kept
+        ids, dropped = lm.fit_chat(view.history[:5], None, 8)
+        assert dropped >= 2 and len(ids) + 8 <= context
+        assert M.CHAT_DROPPED.format(n=dropped) in status(view)

@@ -64,6 +64,18 @@ class LanguageModel:
         """The history as the model sees it: ChatML turns + `<|im_start|>assistant\\n`."""
         return chat_render(self.tok, messages, system).input_ids
 
+    def fit_chat(self, messages: list[dict], system: str | None, max_new_tokens: int) -> tuple[list[int], int]:
+        """(prompt ids, turns dropped): the oldest turns are left out until prompt + max_new_tokens fit the
+        context (the system message and the last user turn always stay; if they alone do not fit, stream()
+        says by how much)."""
+        context = self.model.cfg.max_seq_len
+        dropped = 0
+        ids = self.chat_ids(messages, system)
+        while len(ids) + max_new_tokens > context and len(messages) - dropped > 1:
+            dropped += 1
+            ids = self.chat_ids(messages[dropped:], system)
+        return ids, dropped
+
     def stop_ids(self, chat: bool) -> list[int]:
         return [self.tok.im_end_id] if chat else [self.tok.eot_id]
 
