@@ -291,7 +291,7 @@ RUNS_COMMANDS = {  # the command palette: (title, help)
 PLAY_CKPT = "model"
 PLAY_CKPT_PLACEHOLDER = "a run dir (its latest checkpoint) or a checkpoint, e.g. runs/tiny/sft"
 PLAY_RM = "RM"
-PLAY_RM_PLACEHOLDER = "a reward-model run (Compare, Score)"
+PLAY_RM_PLACEHOLDER = "a reward model (Compare, Score)"
 PLAY_SETTINGS = (("temperature", "temp", "0.8"), ("top_k", "top-k", "0"), ("top_p", "top-p", "1.0"),
                  ("max_new_tokens", "max new", "128"))
 PLAY_GREEDY = "greedy"
@@ -310,7 +310,7 @@ CHAT_EMPTY = "Talk to the model: type below and press Enter. It answers with the
 CHAT_ROLE = {"system": "system", "user": "you", "assistant": "model"}
 CHAT_STREAMING = "answering… {n} tokens · esc stops"
 CHAT_DONE = "{n} tokens · {how}"
-CHAT_ENDED = "ended with <|im_end|>"
+CHAT_ENDED = "ended with {token}"
 CHAT_CUT = "cut at max new tokens (no <|im_end|>)"
 CHAT_STOPPED = "stopped"
 CHAT_DROPPED = " · the {n} oldest turns left out: the model's context is full"
@@ -328,7 +328,9 @@ COMPARE_EMPTY = "The same prompt to 2-4 checkpoints at once, answers side by sid
 COMPARE_STATS = "{n} tok · logp {logp} · RM {rm}{correct}"
 COMPARE_WAITING = "waiting…"
 COMPARE_RUNNING = "answering {i} of {n}…"
-COMPARE_DONE = "{n} answers{seed}{task}"
+COMPARE_DONE = "{n} answered{failed}{seed}{task}"
+COMPARE_FAILED = ", {n} failed"
+COMPARE_NOT_ASKED = "(not asked: stopped)"
 COMPARE_TASK = " · checked against “{answer}”"
 COMPARE_NO_TASK = " · no answer to check (type one in “answer”, or ctrl+r picks a held-out question)"
 # probe
@@ -338,6 +340,8 @@ PROBE_ANSWER_PLACEHOLDER = "the answer so far (clicking a token adds to it)"
 PROBE_TOPK = "top"
 PROBE_EMPTY = "Type a context: the model's most likely next tokens appear here. Click one (or Enter on it) to add it."
 PROBE_HEAD = "{n} context tokens · the top {k} hold {mass:.1%} of the probability · {ms:.0f} ms"
+PROBE_SPECIAL = "{token} is a special token: its text would be read as plain characters, not as the token"
+PROBE_ENDS = "{token}: the answer would end here"
 PROBE_PARTIAL = "That token is part of a character split across tokens: it has no text of its own to add."
 # score
 SCORE_PROMPT_PLACEHOLDER = "a prompt"

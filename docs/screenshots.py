@@ -87,7 +87,7 @@ async def shoot_pipeline(root: Path) -> list[Path]:
         view.query_one("#compare-prompt").value = "I'm curious: Kestrelby is part of what kingdom?"
         view.query_one("#compare-answer").value = "Quillon"
         view.ask()
-        while "answers" not in str(view.query_one(".play-status").render()):
+        while "answered" not in str(view.query_one(".play-status").render()):
             await pilot.pause(0.2)
         await pilot.pause(0.5)
         path = OUT / "playground.svg"

@@ -10,6 +10,8 @@ The loaded checkpoints are shared by the four (a ModelCache), so switching tabs 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -42,7 +44,7 @@ class PlaygroundPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="play-bar"):
             yield Label(M.PLAY_CKPT, classes="play-label")
-            yield Input(self.checkpoint, id="play-ckpt", compact=True, placeholder=M.PLAY_CKPT_PLACEHOLDER,
+            yield Input(self.checkpoint or self._pipeline_model(), id="play-ckpt", compact=True, placeholder=M.PLAY_CKPT_PLACEHOLDER,
                         suggester=PathSuggester())
             yield Label(M.PLAY_RM, classes="play-label")
             yield Input(self._pipeline_rm(), id="play-rm", compact=True, placeholder=M.PLAY_RM_PLACEHOLDER,
@@ -58,6 +60,18 @@ class PlaygroundPane(Vertical):
                 with TabPane(title, id=f"play-{mode}"):
                     view = {"chat": ChatView, "compare": CompareView, "probe": ProbeView, "score": ScoreView}[mode]
                     yield view(id=f"{mode}-view", models=self.pipeline or "") if mode == "compare" else view(id=f"{mode}-view")
+
+    def _pipeline_model(self) -> str:
+        """The pipeline's SFT row (else its last), when the pane opened on a pipeline root."""
+        if not self.pipeline:
+            return ""
+        from workbench.eval.playground import pipeline_rows
+
+        try:
+            rows = pipeline_rows(Path(self.pipeline)) or []
+        except WorkbenchError:
+            return ""
+        return next((spec for label, spec in rows if label == "SFT"), rows[-1][1] if rows else "")
 
     def _pipeline_rm(self) -> str:
         """The pipeline's reward model (the first rm stage of its recipe), when the pane opened on one."""
@@ -137,6 +151,10 @@ class PlaygroundPane(Vertical):
     def _mode_shown(self, event: TabbedContent.TabActivated) -> None:
         event.stop()  # the App's own handler is for the outer tabs
         self.call_after_refresh(self._focus_view)
+
+    @on(Input.Changed, "#play-ckpt")
+    def _model_changed(self) -> None:
+        self.query_one(ProbeView).model_changed()  # the bars are the model's: probe again with the new one
 
     @on(Input.Submitted, "#play-ckpt, #play-rm")
     def _picked(self, event: Input.Submitted) -> None:

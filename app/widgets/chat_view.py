@@ -74,6 +74,8 @@ class ChatView(PlayView):
 
     # ------------------------------------------------------------------ the history on screen
     def _draw(self) -> None:
+        if not self.is_attached:
+            return  # the app is closing as an answer lands
         log = self.query_one(HistoryList)
         log.clear()
         log.extend(ListItem(Static(turn_text(t["role"], t["content"]), markup=False)) for t in self.history)
@@ -94,6 +96,7 @@ class ChatView(PlayView):
     def edit(self, index: int) -> None:
         if index >= len(self.history):
             return
+        self._drop_answer()  # the answer in flight was to a history that is about to change
         self.editing = index
         turn = self.history[index]
         box = self.query_one("#chat-input", Input)
@@ -104,6 +107,7 @@ class ChatView(PlayView):
 
     def remove_turn(self, index: int) -> None:
         if index < len(self.history):
+            self._drop_answer()
             del self.history[index]
             self.editing = None
             self._draw()
@@ -136,14 +140,12 @@ class ChatView(PlayView):
 
         spec = self.pane.model_spec
         if not spec:
-            self.status(M.PLAY_NO_CKPT, error=True)
-            self._draw()
+            self.failed(M.PLAY_NO_CKPT)
             return
         try:
             sampling = self.pane.sampling()
         except WorkbenchError as e:
-            self.status(M.PLAY_ERROR.format(error=e), error=True)
-            self._draw()
+            self.failed(M.PLAY_ERROR.format(error=e))
             return
         history, system = list(self.history), self.query_one("#chat-system", Input).value.strip() or None
         request = self.new_request()
@@ -164,7 +166,8 @@ class ChatView(PlayView):
                     pending, last = [], time.monotonic()
             r = stream.reply
             self.send(request, "done", len(r.tokens), "".join(pending),
-                      {"finished": r.finished, "text": r.text, "dropped": dropped})
+                      {"finished": r.finished, "text": r.text, "dropped": dropped,
+                       "stop": lm.tok.token_str(r.tokens[-1]) if r.finished else None})
 
         self.start(request, job)
 
@@ -181,7 +184,7 @@ class ChatView(PlayView):
             except Exception:  # noqa: BLE001 — the list is being redrawn: the next piece shows it
                 pass
             return
-        how = M.CHAT_ENDED if message.data["finished"] else M.CHAT_CUT
+        how = (M.CHAT_ENDED.format(token=message.data["stop"]) if message.data["finished"] else M.CHAT_CUT)
         if message.data["dropped"]:
             how += M.CHAT_DROPPED.format(n=message.data["dropped"])
         self._finish(message.data["text"], M.CHAT_DONE.format(n=message.index, how=how))
@@ -193,12 +196,22 @@ class ChatView(PlayView):
         self.status(status)
         self._draw()
 
+    def _drop_answer(self) -> None:
+        """Forget the answer in flight (its worker stops at its next token)."""
+        if self.answer is not None:
+            self.request += 1
+            self.answer = None
+            self.status(M.CHAT_STOPPED)
+
     def stopped(self) -> None:
         if self.answer is not None:
             self._finish(self.answer, M.CHAT_DONE.format(n=self.tokens_in_answer, how=M.CHAT_STOPPED))
 
     def failed(self, error: str) -> None:
         self.answer = None
+        box = self.query_one("#chat-input", Input)
+        if self.history and self.history[-1]["role"] == "user" and not box.value:
+            box.value = self.history.pop()["content"]  # back in the box: fix the model or settings, Enter again
         self._draw()
         self.status(error, error=True)
 
@@ -231,24 +244,30 @@ class ChatView(PlayView):
             self.status(M.PLAY_NO_CKPT, error=True)
             return
         history, system = list(self.history), self.query_one("#chat-system", Input).value.strip() or None
-        cache = self.pane.cache
-        self._render_tokens(spec, history, system, cache)
+        try:
+            max_new = self.pane.sampling().max_new_tokens
+        except Exception:  # noqa: BLE001 — a bad settings field: the next ask says which
+            max_new = 0
+        self._render_tokens(spec, history, system, max_new, self.pane.cache)
 
     @work(thread=True, group="play-tokens", exclusive=True)
-    def _render_tokens(self, spec, history, system, cache) -> None:
+    def _render_tokens(self, spec, history, system, max_new, cache) -> None:
         from workbench.errors import WorkbenchError
         from workbench.eval.playground import chat_render
 
         try:
             try:
                 lm = cache.language_model(spec)
-                rendered = chat_render(lm.tok, history or [{"role": "user", "content": ""}], system)
-                self.app.call_from_thread(self._tokens_ready, lm.tok, rendered)
+                history = history or [{"role": "user", "content": ""}]
+                _, dropped = lm.fit_chat(history, system, max_new)  # what the next answer will really read
+                rendered = chat_render(lm.tok, history[dropped:], system)
+                self.app.call_from_thread(self._tokens_ready, lm.tok, rendered, dropped)
             except WorkbenchError as e:
                 self.app.call_from_thread(self.status, M.PLAY_ERROR.format(error=e), True)
         except RuntimeError:  # the app is closing
             pass
 
-    def _tokens_ready(self, tok, rendered) -> None:
-        self.query_one("#chat-tokens-title", Static).update(M.CHAT_PROMPT_TITLE.format(n=len(rendered)))
+    def _tokens_ready(self, tok, rendered, dropped: int = 0) -> None:
+        title = M.CHAT_PROMPT_TITLE.format(n=len(rendered)) + (M.CHAT_DROPPED.format(n=dropped) if dropped else "")
+        self.query_one("#chat-tokens-title", Static).update(title)
         self.query_one(TokenView).show(tok, rendered)

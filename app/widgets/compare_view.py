@@ -39,7 +39,7 @@ def stats_line(answer: dict) -> Text:
     if answer["correct"] is not None:
         line.stylize("green" if answer["correct"] else "red", len(line) - 1)
     if answer.get("rm_error"):
-        line.append(f"\nRM: {answer['rm_error']}", style="yellow")
+        line.append(f"\nRM: {answer['rm_error']}", style="yellow")  # the answer stands; its score is missing
     return line
 
 
@@ -55,6 +55,8 @@ class CompareView(PlayView):
         self.checked: dict | None = None  # the task the answers are checked against
         self.left_out: str | None = None  # what a pipeline root's rows past the limit left out
         self.sampling = None  # the settings of the request on screen
+        self.picked: tuple[str, str] | None = None  # (prompt, answer) ctrl+r filled in
+        self.busy = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="play-row"):
@@ -94,13 +96,27 @@ class CompareView(PlayView):
         prompt, task = random.choice(sorted(held.items()))
         self.query_one("#compare-prompt", Input).value = prompt
         self.query_one("#compare-answer", Input).value = str(task["answer"])
+        self.picked = (prompt, str(task["answer"]))
         self.query_one("#compare-prompt", Input).focus()
 
     def action_stop(self) -> None:
         self.stop()
 
     def stopped(self) -> None:
-        self.status(M.CHAT_STOPPED)
+        if self.busy:
+            self.busy = False
+            self._unfinished()
+            self.status(M.CHAT_STOPPED)
+
+    def failed(self, error: str) -> None:
+        self.busy = False
+        self._unfinished()
+
+    def _unfinished(self) -> None:
+        """Cells still waiting (or streaming) when a request ends early say so."""
+        for i, answer in enumerate(self.answers):
+            if answer is None:
+                self._show(i, self.texts[i] or M.COMPARE_NOT_ASKED)
 
     @on(Input.Submitted, "#compare-prompt, #compare-ckpts, #compare-answer")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -111,6 +127,10 @@ class CompareView(PlayView):
         from workbench.eval.playground import answer_task, compare, expand_specs
 
         prompt = self.query_one("#compare-prompt", Input).value
+        answer_box = self.query_one("#compare-answer", Input)
+        if self.picked and prompt != self.picked[0] and answer_box.value == self.picked[1]:
+            answer_box.value = ""  # the held-out question's answer does not belong to an edited prompt
+        self.picked = None if prompt != (self.picked or ("",))[0] else self.picked
         if not prompt.strip():
             self.focus_default().focus()
             return
@@ -128,6 +148,7 @@ class CompareView(PlayView):
         rm, cache = self.pane.rm_spec, self.pane.cache
         request = self.new_request()
         self._cells([label or Path(spec).name for label, spec in specs])
+        self.busy = True
         self.left_out = note
         self.checked = task
         self.status(M.COMPARE_RUNNING.format(i=1, n=len(specs)))
@@ -177,18 +198,29 @@ class CompareView(PlayView):
         elif message.kind == "answer":
             self.answers[i] = message.data
             self._show(i, message.data.get("text", ""))
+            self._title(i, message.data["label"])
             self._stats(i, stats_line(message.data))
             if i + 1 < len(self.answers):
                 self.status(M.COMPARE_RUNNING.format(i=i + 2, n=len(self.answers)))
         elif message.kind == "done":
+            self.busy = False
             task = M.COMPARE_TASK.format(answer=self.checked["answer"]) if self.checked else M.COMPARE_NO_TASK
             seed = " · greedy" if self.sampling.is_greedy else f" · seed {self.sampling.seed}"
-            self.status(M.COMPARE_DONE.format(n=message.index, seed=seed, task=task) + (f" · {self.left_out}" if self.left_out else ""))
+            failed = sum(1 for a in self.answers if a and a.get("error"))
+            self.status(M.COMPARE_DONE.format(n=message.index - failed, seed=seed, task=task,
+                                              failed=M.COMPARE_FAILED.format(n=failed) if failed else "")
+                        + (f" · {self.left_out}" if self.left_out else ""))
 
     def _show(self, i: int, text: str) -> None:
         try:
             self.query_one(f"#compare-text-{i}", Static).update(text)
         except Exception:  # noqa: BLE001 — the cells are being replaced by a newer request
+            pass
+
+    def _title(self, i: int, label: str) -> None:
+        try:
+            self.query(".compare-title")[i].update(Text(label, style="bold"))
+        except Exception:  # noqa: BLE001
             pass
 
     def _stats(self, i: int, line: Text) -> None:

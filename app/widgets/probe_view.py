@@ -61,7 +61,7 @@ class ProbeView(PlayView):
     @on(Input.Changed, "#probe-text, #probe-answer, #probe-k")
     @on(Checkbox.Changed, "#probe-chat")
     def _changed(self, event) -> None:
-        if event.control.id == "probe-chat":
+        if event is not None and event.control.id == "probe-chat":
             self.query_one("#probe-answer").display = event.value
         if self._timer is not None:
             self._timer.stop()
@@ -101,9 +101,18 @@ class ProbeView(PlayView):
             t = time.perf_counter()
             result = probe_model(lm.model, lm.tok, text, top_k=k, chat=chat, answer=answer)
             result["ms"] = 1000 * (time.perf_counter() - t)
+            result["tok"] = lm.tok
             self.send(request, "done", data=result)
 
         self.start(request, job)
+
+    def failed(self, error: str) -> None:
+        self.result = None
+        self.query_one(OptionList).clear_options()  # not the bars of another model or text
+
+    def model_changed(self) -> None:
+        if self.query_one("#probe-text", Input).value or self.query_one("#probe-chat", Checkbox).value:
+            self._changed(None)
 
     def output(self, message: M.PlayOutput) -> None:
         self.result = r = message.data
@@ -121,7 +130,15 @@ class ProbeView(PlayView):
     def _append(self, event: OptionList.OptionSelected) -> None:
         if self.result is None:
             return
-        token = self.result["top"][int(event.option.id)]["token"]
+        item = self.result["top"][int(event.option.id)]
+        token = item["token"]
+        tok = self.result["tok"]
+        if item["id"] in (tok.im_end_id, tok.eot_id):
+            self.status(M.PROBE_ENDS.format(token=token))
+            return
+        if item["id"] in tok.special_ids:
+            self.status(M.PROBE_SPECIAL.format(token=token), error=True)
+            return
         if "\ufffd" in token:  # a byte of a character split across tokens: no text to type for it
             self.status(M.PROBE_PARTIAL, error=True)
             return

@@ -20,6 +20,7 @@ BAR = 40
 
 
 class ScoreView(PlayView):
+    result: dict | None = None
     def compose(self) -> ComposeResult:
         yield Input(id="score-prompt", compact=True, placeholder=M.SCORE_PROMPT_PLACEHOLDER)
         yield Input(id="score-a", compact=True, placeholder=M.SCORE_RESPONSE_PLACEHOLDER.format(n=1))
@@ -42,9 +43,11 @@ class ScoreView(PlayView):
         responses = [self.query_one(f"#score-{k}", Input).value for k in "ab"]
         spec, cache = self.pane.rm_spec, self.pane.cache
         if not spec:
+            self._clear()
             self.status(M.PLAY_NO_RM, error=True)
             return
         request = self.new_request()
+        self._clear()
         self.status(M.PLAY_LOADING.format(spec=spec))
 
         def job(cancelled):
@@ -54,6 +57,17 @@ class ScoreView(PlayView):
             self.send(request, "done", data=result)
 
         self.start(request, job)
+
+    def _clear(self) -> None:
+        self.result = None
+        self.query_one("#score-result", Static).update("")  # never the scores of other inputs
+
+    def failed(self, error: str) -> None:
+        self._clear()
+
+    def stopped(self) -> None:
+        if self.result is None:
+            self.status("")
 
     def output(self, message: M.PlayOutput) -> None:
         r = self.result = message.data

@@ -69,7 +69,7 @@ async def test_chat_streams_tokens_and_stops_at_im_end(scripted, byte_tok, monke
         assert view.history == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Bright sun"}]
         streamed = [t for k, t in pieces if k == "piece"]
         assert len(streamed) >= 5 and "".join(streamed) + pieces[-1][1] == "Bright sun"  # token by token
-        assert status(view) == M.CHAT_DONE.format(n=11, how=M.CHAT_ENDED)  # 10 characters + <|im_end|>
+        assert status(view) == M.CHAT_DONE.format(n=11, how=M.CHAT_ENDED.format(token="<|im_end|>"))  # 10 + 1
         shown = [str(s.render()) for s in view.query("#chat-log Static")]
         assert shown == ["you: Hi", "model: Bright sun"]
 
@@ -130,7 +130,7 @@ async def test_a_reward_model_or_a_missing_path_gives_a_message(random_lm, tmp_p
         await pilot.press(*"hi", "enter")
         await wait_for(pilot, lambda: "reward model" in status(view))
         assert "it scores answers, it does not write them" in status(view) and view.answer is None
-        assert view.history == [{"role": "user", "content": "hi"}]  # the message is kept, to send again
+        assert view.history == [] and view.query_one("#chat-input").value == "hi"  # back in the box, to send again
         score = await mode(pilot, pane, "score")
         for field, text in (("#score-prompt", "p"), ("#score-a", "a"), ("#score-b", "b")):
             score.query_one(field).value = text
@@ -138,11 +138,14 @@ async def test_a_reward_model_or_a_missing_path_gives_a_message(random_lm, tmp_p
         await wait_for(pilot, lambda: "not a reward model" in status(score))
         pane.query_one("#play-ckpt").value = str(tmp_path / "nowhere")
         chat = await mode(pilot, pane, "chat")
+        chat.query_one("#chat-input").value = ""
         await pilot.press(*"x", "enter")
         await wait_for(pilot, lambda: "nowhere" in status(chat))
         pane.query_one("#play-temperature").value = "hot"
+        chat.query_one("#chat-input").value = ""
         await pilot.press(*"y", "enter")
         assert status(chat) == M.PLAY_ERROR.format(error=M.PLAY_NUMBER.format(name="temp", value="hot"))
+        assert chat.history == [] and chat.query_one("#chat-input").value == "y"
 
 
 def test_workbench_generate_refuses_a_reward_model(random_lm, tmp_path):
@@ -166,7 +169,7 @@ async def test_compare_shows_each_models_answer_with_checks_and_rm_scores(script
         view.query_one("#compare-answer").value = "Ulm"
         view.query_one("#compare-prompt").value = "Which river?"
         view.ask()
-        await wait_for(pilot, lambda: status(view).startswith("3 answers"))
+        await wait_for(pilot, lambda: status(view).startswith("3 answered"))
         texts = [str(view.query_one(f"#compare-text-{i}").render()) for i in range(3)]
         assert texts == ["Ulm", "Rhine", "The Ulm"]
         assert [a["correct"] for a in view.answers] == [True, False, True]
@@ -184,7 +187,7 @@ async def test_compare_shows_each_models_answer_with_checks_and_rm_scores(script
 
 
 # ------------------------------------------------------------------ probe
-async def test_probe_matches_workbench_probe_and_a_click_steps_on(random_lm):
+async def test_probe_matches_workbench_probe_and_a_click_steps_on(random_lm, byte_tok):
     from workbench.cli import app as cli
 
     async with app_on(random_lm).run_test(size=(100, 30)) as pilot:
@@ -207,6 +210,11 @@ async def test_probe_matches_workbench_probe_and_a_click_steps_on(random_lm):
         await pilot.press("enter")  # the highlighted token is appended, and probed again
         assert view.query_one("#probe-text").value == "The town" + first
         await wait_for(pilot, lambda: view.result["text"] == "The town" + first)
+        before = view.query_one("#probe-text").value
+        view.result["top"][0] = {**view.result["top"][0], "id": byte_tok.im_end_id, "token": "<|im_end|>"}
+        bars.highlighted = 0
+        await pilot.press("enter")  # a special token is not typed in as its characters
+        assert view.query_one("#probe-text").value == before and "<|im_end|>" in status(view)
         await pilot.click("#probe-chat")
         await wait_for(pilot, lambda: view.result["chat"] and view.query_one("#probe-answer").display)
         from workbench.eval.probe import probe
@@ -239,6 +247,10 @@ async def test_score_matches_workbench_eval_rm_score(scripted, byte_tok, random_
         assert r["p_first"] == pytest.approx(1 / (1 + math.exp(r["raw"][1] - r["raw"][0])))
         shown = str(view.query_one("#score-result").render())
         assert f"{r['p_first']:.1%}" in shown and f"{r['scores'][0]:+.3f}" in shown
+        view.query_one("#score-b").value = ""  # a failed request never leaves the last scores on screen
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "empty" in status(view))
+        assert view.result is None and str(view.query_one("#score-result").render()) == ""
 
 
 # ------------------------------------------------------------------ snapshots
@@ -284,7 +296,7 @@ def test_snapshot_compare_200x60(scripted, byte_tok, tmp_path, monkeypatch, snap
         view.query_one("#compare-answer").value = "Ulm"
         view.query_one("#compare-prompt").value = "Which river runs through Dunvale?"
         view.ask()
-        await wait_for(pilot, lambda: status(view).startswith("3 answers"))
+        await wait_for(pilot, lambda: status(view).startswith("3 answered"))
         view.focus_default().focus()
         _steady(pilot)
         await pilot.pause()

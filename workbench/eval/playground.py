@@ -20,8 +20,9 @@ caller's thread (the TUI runs it in a worker) and stops early when `cancelled()`
   answer's length, its mean log-prob per token under the model at temperature 1 (how sure the model is
   of what it said, whatever the sampling settings), the reward model's score (normalised as `workbench
   eval` reports it) and, when the prompt carries a checkable answer, whether the reply is correct.
-- Score puts prompt + response through the reward model exactly as `workbench eval --rm` scores a
-  finished answer (the rendered turn, `<|im_end|>` and its newline), and gives the Bradley-Terry
+- Compare's RM score is `workbench eval --rm`'s: the reply's own tokens (+ the newline after `<|im_end|>`
+  when it finished). Score puts typed responses through the reward model as eval scores a finished
+  answer (the rendered turn, `<|im_end|>` and its newline), and gives the Bradley-Terry
   probability sigmoid(r1 - r2) on the raw scores, the quantity the reward model was trained on.
 """
 
@@ -77,7 +78,8 @@ class LanguageModel:
         return ids, dropped
 
     def stop_ids(self, chat: bool) -> list[int]:
-        return [self.tok.im_end_id] if chat else [self.tok.eot_id]
+        # In chat mode a base model, which never learnt <|im_end|>, ends its text with <|endoftext|>.
+        return [self.tok.im_end_id, self.tok.eot_id] if chat else [self.tok.eot_id]
 
 
 def chat_render(tok, messages: list[dict], system: str | None = None):
@@ -312,7 +314,12 @@ def compare(cache: ModelCache, specs: list[tuple[str | None, str]], prompt: str,
     from workbench.eval.metrics import is_correct
 
     cancelled = cancelled or (lambda: False)
-    scorer = cache.reward_model(rm) if rm and rm.strip() else None
+    scorer, rm_error = None, None
+    if rm and rm.strip():
+        try:
+            scorer = cache.reward_model(rm)
+        except WorkbenchError as e:  # the answers are still worth seeing, without scores
+            rm_error = str(e)
     if sampling.seed is None:  # one seed for every checkpoint, so a difference is the model's
         sampling = replace(sampling, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
     results = []
@@ -332,12 +339,12 @@ def compare(cache: ModelCache, specs: list[tuple[str | None, str]], prompt: str,
             out = {"label": name or lm.label, "checkpoint": str(lm.path), "text": r.text, "length": len(r.tokens),
                    "finished": r.finished, "cancelled": r.cancelled,
                    "mean_logprob": mean_logprob(lm.model, ids, r.tokens),
-                   "rm_score": None, "correct": is_correct(task, r.text) if task else None}
+                   "rm_score": None, "rm_error": rm_error, "correct": is_correct(task, r.text) if task else None}
             if scorer is not None and not r.cancelled:
-                if scorer.tok.vocab_size != lm.tok.vocab_size:
-                    out["rm_error"] = f"the reward model reads another vocabulary ({scorer.tok.vocab_size} tokens)"
-                else:
-                    out["rm_score"] = score_responses(scorer, prompt, [r.text], system=system)["scores"][0]
+                try:
+                    out["rm_score"] = score_reply(scorer, lm.tok, ids, r.tokens, r.finished)
+                except WorkbenchError as e:  # this column keeps its answer; only the score is missing
+                    out["rm_error"] = str(e)
         except WorkbenchError as e:
             out = {"label": name or Path(spec).name, "checkpoint": spec, "error": str(e)}
         results.append(out)
@@ -353,6 +360,26 @@ class RewardModel:
     tok: object
     path: Path
     label: str
+
+
+def score_reply(rm: RewardModel, tok, prompt_ids: list[int], tokens: list[int], finished: bool) -> float:
+    """The reward model's normalised score of a generated reply, exactly as `workbench eval --rm` and PPO
+    score it: the model's own tokens, + the newline after <|im_end|> only when the reply finished."""
+    from workbench.train.ppo import same_tokenizer
+
+    if not same_tokenizer(rm.tok.describe(), tok.describe()):
+        raise WorkbenchError(f"the reward model reads another tokenizer ({rm.tok.name}) than this model "
+                             f"({tok.name}): pick a reward model of the same lineage")
+    if not tokens:
+        raise WorkbenchError("no answer to score")
+    sep = tok.encode("\n") if finished else []
+    row = prompt_ids + tokens + sep
+    max_len = rm.scorer.model.backbone.cfg.max_seq_len
+    if len(row) > max_len:
+        raise WorkbenchError(f"prompt + answer is {len(row)} tokens, longer than the reward model's context of {max_len}")
+    with torch.no_grad():
+        raw = rm.scorer.raw(tok, [row], [(len(prompt_ids), len(prompt_ids) + len(tokens))])
+    return float(rm.scorer.normalise(raw)[0])
 
 
 def score_responses(rm: RewardModel, prompt: str, responses: list[str], system: str | None = None) -> dict:

@@ -26,6 +26,9 @@ from workbench.errors import WorkbenchError
 from workbench.model.attention import KVCache
 
 
+MIN_TEMPERATURE = 1e-3
+
+
 @dataclass
 class SamplingConfig:
     max_new_tokens: int = 128
@@ -38,8 +41,9 @@ class SamplingConfig:
     def validate(self) -> "SamplingConfig":
         if self.max_new_tokens < 1:
             raise WorkbenchError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise WorkbenchError(f"temperature must be 0 (greedy) or a positive number, got {self.temperature}")
+        if not math.isfinite(self.temperature) or self.temperature < 0 or 0 < self.temperature < MIN_TEMPERATURE:
+            # below MIN_TEMPERATURE, logits / T overflow float32 and sampling breaks; 0 means greedy
+            raise WorkbenchError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {self.temperature}")
         if self.top_k < 0:
             raise WorkbenchError(f"top_k must be 0 (off) or more, got {self.top_k}")
         if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
