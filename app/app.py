@@ -21,6 +21,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from app import messages as M
 from workbench.errors import WorkbenchError
+from workbench.pipeline.view import is_pipeline_root
 from workbench.train import runs
 
 HERE = Path(__file__).resolve().parent
@@ -57,11 +58,6 @@ class Launch:
     pane: str = "data"
     checkpoint: str | None = None  # the Playground's checkpoint (default: the last run given)
     report: str | None = None  # a pipeline root the Report pane opens
-
-
-def is_pipeline_root(path: Path) -> bool:
-    """A `workbench pipeline` output: its recipe copy or its report card."""
-    return path.is_dir() and ((path / "recipe.yaml").is_file() or (path / "report.json").is_file())
 
 
 def plan_launch(paths: list[str], runs_root: str = "runs") -> Launch:

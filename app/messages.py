@@ -357,7 +357,7 @@ PLAY_COMMANDS = [  # (action, title, help) for the command palette
     ("mode('score')", "Playground: score", "Reward-model scores of two responses, and P(first preferred)"),
     ("clear_chat", "Playground: clear the chat", "Forget the conversation"),
     ("tokens", "Playground: show the tokens", "The chat as the model sees it, token by token"),
-    ("stop", "Playground: stop", "Stop the answer being generated"),
+    ("stop_request", "Playground: stop", "Stop the answer being generated"),
     ("random_prompt", "Playground: a held-out question", "Compare on a held-out question with a checkable answer"),
 ]
 

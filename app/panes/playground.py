@@ -137,6 +137,9 @@ class PlaygroundPane(Vertical):
         self.query_one(ChatView).clear()
 
     def action_stop(self) -> None:
+        self.active_view().stop_or_leave()
+
+    def action_stop_request(self) -> None:
         self.active_view().stop()
 
     def action_tokens(self) -> None:

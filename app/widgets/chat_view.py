@@ -221,7 +221,7 @@ class ChatView(PlayView):
             self.query_one("#chat-input", Input).value = ""
             self.status()
             return
-        self.stop()
+        self.stop_or_leave()
 
     def action_history(self) -> None:
         log = self.query_one(HistoryList)

@@ -100,7 +100,7 @@ class CompareView(PlayView):
         self.query_one("#compare-prompt", Input).focus()
 
     def action_stop(self) -> None:
-        self.stop()
+        self.stop_or_leave()
 
     def stopped(self) -> None:
         if self.busy:

@@ -25,6 +25,7 @@ class PlayView(Vertical):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.request = 0
+        self.in_flight: int | None = None  # the request whose worker has not reported done or an error yet
 
     @property
     def pane(self):
@@ -45,7 +46,16 @@ class PlayView(Vertical):
     def stop(self) -> None:
         """Drop the request in flight: its worker stops at its next token, and its output is ignored."""
         self.request += 1
+        self.in_flight = None
         self.stopped()
+
+    def stop_or_leave(self) -> None:
+        """esc: stop what is in flight; with nothing in flight, leave the text box for the tabs (where the
+        digits switch panes again and ←/→ the Playground's tabs)."""
+        if self.in_flight is not None:
+            self.stop()
+        else:
+            self.pane.query_one("#play-modes Tabs").focus()
 
     def stopped(self) -> None:
         """A view's own clean-up after stop()."""
@@ -54,6 +64,7 @@ class PlayView(Vertical):
         self.post_message(M.PlayOutput(request, kind, index, text, data))
 
     def start(self, request: int, job) -> None:
+        self.in_flight = request
         self._run(request, job)
 
     @work(thread=True, group="play")
@@ -69,6 +80,8 @@ class PlayView(Vertical):
         message.stop()
         if message.request != self.request:
             return  # a request that was replaced
+        if message.kind in ("done", "error"):
+            self.in_flight = None
         if message.kind == "error":
             self.status(message.text, error=True)
             self.failed(message.text)

@@ -119,6 +119,11 @@ async def test_editing_a_user_turn_answers_again_and_clear_forgets(scripted, byt
         assert [t["content"] for t in view.history] == ["changed"]
         await pilot.press("ctrl+l")
         assert view.history == [] and view.query_one("#chat-empty").display
+        view.focus_default().focus()
+        await pilot.press("escape")  # nothing to stop: out of the text box, so the digits switch panes again
+        assert view.query_one("#chat-input").value == "" and not view.query_one("#chat-input").has_focus
+        await pilot.press("6")
+        assert pilot.app.query_one("#panes").active == "report"
 
 
 # ------------------------------------------------------------------ kinds and bad input
