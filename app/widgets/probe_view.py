@@ -117,12 +117,17 @@ class ProbeView(PlayView):
     def output(self, message: M.PlayOutput) -> None:
         self.result = r = message.data
         bars = self.query_one(OptionList)
-        highlighted = bars.highlighted
-        bars.clear_options()
         width = min(max((len(shown(t["token"])) for t in r["top"]), default=4), 16)
-        bars.add_options([Option(bar_row(t, width), id=str(i)) for i, t in enumerate(r["top"])])
-        if highlighted is not None and bars.has_focus:
-            bars.highlighted = min(highlighted, len(r["top"]) - 1)
+        rows = [bar_row(t, width) for t in r["top"]]
+        if bars.option_count == len(rows):  # the usual case while typing: new prompts in the same rows
+            for i, row in enumerate(rows):
+                bars.replace_option_prompt_at_index(i, row)
+        else:
+            highlighted = bars.highlighted
+            bars.clear_options()
+            bars.add_options([Option(row, id=str(i)) for i, row in enumerate(rows)])
+            if highlighted is not None and bars.has_focus:
+                bars.highlighted = min(highlighted, len(rows) - 1)
         mass = sum(t["prob"] for t in r["top"])
         self.status(M.PROBE_HEAD.format(n=r["prompt_tokens"], k=len(r["top"]), mass=mass, ms=r["ms"]))
 
