@@ -414,3 +414,5 @@ CHIN_NO_RUNS = "No run to place: open a pipeline root or run directories with a 
 CHIN_COLUMNS = ("run", "stage", "params", "tokens seen", "tokens/param", "of optimal", "optimal N for its compute",
                 "verdict", "from")
 CHIN_VERDICT = "{name}: {verdict}"
+CHIN_NO_STANDING = "no standing: {error}"
+CHIN_RANGE = "{what} {text}: out of range (its compute-optimal split is beyond what a float holds)"

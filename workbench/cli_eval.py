@@ -21,12 +21,13 @@ def _cli():
 
 
 def _amount(x) -> str:
-    """6_800_000 -> 6.80M (None -> -)."""
+    """6_800_000 -> 6.80M (None -> -); below 1k and from 1000T on, 3 significant digits: 0.5, 1e+20, 1e-300."""
     if x is None:
         return "-"
-    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= div:
-            return f"{x / div:.2f}{unit}"
+    if 1e3 <= abs(x) < 1e15:
+        for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+            if abs(x) >= div:
+                return f"{x / div:.2f}{unit}"
     return f"{x:.3g}"
 
 

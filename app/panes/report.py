@@ -45,6 +45,7 @@ class _Opened(Message):
     """The open worker's result (post_message is thread-safe); `token` tells a stale one."""
 
     token: int
+    text: str  # what was opened, as the path bar had it
     view: View | None
     error: str | None = None
 
@@ -76,6 +77,7 @@ class ReportPane(Vertical):
         self._token = 0  # the newest open asked for; older results are dropped
         self.shown_token = 0  # the open on screen (tests wait for it to reach _token)
         self.charts: list[ChartPanel] = []
+        self._redraw = None  # the one pending timer that draws the charts once laid out (never more)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="rep-bar"):
@@ -157,31 +159,34 @@ class ReportPane(Vertical):
         self.query_one("#rep-path", Input).value = text
         self._token += 1
         self._note(M.REPORT_OPENING.format(source=text))
-        self._load(path, self._token)
+        self._load(path, text, self._token)
 
     @work(thread=True, exclusive=True, group="report-open")
-    def _load(self, path, token: int) -> None:
+    def _load(self, path, text: str, token: int) -> None:
         try:
             view, error = open_view(path), None
         except WorkbenchError as e:
             view, error = None, str(e)
         except Exception as e:  # noqa: BLE001 — a bug in reading must not take the app down
             view, error = None, M.WORKER_ERROR.format(what=f"Reading {path}", error=f"{type(e).__name__}: {e}")
-        self.post_message(_Opened(token, view, error))
+        self.post_message(_Opened(token, text, view, error))
 
     @on(_Opened)
     async def _opened(self, message: _Opened) -> None:
         if message.token != self._token:
             return  # a newer open was asked for meanwhile
-        self.shown_token = message.token
         self.error = message.error
+        self.refresh_bindings()  # `s` only with a report card
         if message.error:
             self.view = None
             self.set_class(True, "-empty")
             self.set_class(True, "-error")
             self._note(Text("✗ " + message.error, style="bold"))
             self.query_one(ChinchillaCalc).show_standings([])
+            self.shown_token = message.token
             return
+        again = self.view is not None and self.view.source == message.view.source  # F5: keep the places
+        places = self._places() if again else {}
         self.view = view = message.view
         self.set_class(False, "-empty")
         self.set_class(False, "-error")
@@ -192,10 +197,37 @@ class ReportPane(Vertical):
         await self._show_curves()
         self._show_answers()
         self.query_one(ChinchillaCalc).show_standings(view.standings)
-        if self.app.focused is None or self.app.focused.id == "rep-path":
+        self._restore(places)
+        self.shown_token = message.token  # the charts are mounted: tests (and _draw_charts) may look now
+        bar = self.query_one("#rep-path", Input)
+        # To the table only if the user is not typing another path meanwhile.
+        if self.app.focused is None or (self.app.focused is bar and bar.value.strip() == message.text.strip()):
             target = self.focus_default()
             if self.is_on_screen and target is not None:
                 target.focus(scroll_visible=False)  # the card keeps its first title in view
+
+    def _places(self) -> dict:
+        """Where each table's cursor and each scroller is (F5 reads the root again and puts them back)."""
+        out = {}
+        for table in self.query(DataTable):
+            out[table.id] = (table.cursor_coordinate, table.scroll_offset)
+        for scroll in self.query(VerticalScroll):
+            out[scroll.id] = scroll.scroll_offset
+        return out
+
+    def _restore(self, places: dict) -> None:
+        def put_back() -> None:
+            for table in self.query(DataTable):
+                if table.id in places and table.row_count:
+                    coord, offset = places[table.id]
+                    table.move_cursor(row=min(coord.row, table.row_count - 1), column=coord.column, scroll=False)
+                    table.scroll_to(offset.x, offset.y, animate=False)
+            for scroll in self.query(VerticalScroll):
+                if scroll.id in places:
+                    scroll.scroll_to(*places[scroll.id], animate=False)
+
+        if places:
+            self.call_after_refresh(put_back)  # once the refilled tables are laid out (their height known)
 
     def _note(self, text) -> None:
         note = self.query_one("#rep-note", Static)
@@ -226,13 +258,13 @@ class ReportPane(Vertical):
         self.set_class(bool(report and report["reward_models"]), "-rm")
         _table(self.query_one("#rep-stages", DataTable), *R.stage_table({"stages": self.view.stages}))
         lines = []
-        if report is not None:
-            lines.append(M.REPORT_WHOLE.format(wall=R.duration(report.get("wall_s")), eval=R.duration(report.get("eval_s"))))
+        if report is not None:  # every field here was checked by view.read_report
+            lines.append(M.REPORT_WHOLE.format(wall=R.duration(report["wall_s"]), eval=R.duration(report["eval_s"])))
             lines.append(R.pretraining_line(report))
-            t = report.get("tokenizer")
+            t = report["tokenizer"]
             if t:
-                lines.append(M.REPORT_TOKENIZER.format(path=t.get("path"), vocab=t.get("vocab_size") or 0,
-                                                       wall=R.duration(t.get("wall_s"))))
+                lines.append(M.REPORT_TOKENIZER.format(path=t["path"], vocab=t["vocab_size"] or 0,
+                                                       wall=R.duration(t["wall_s"])))
         self.query_one("#rep-footnote", Static).update("\n".join(line for line in lines if line))
 
     async def _show_curves(self) -> None:
@@ -256,7 +288,8 @@ class ReportPane(Vertical):
             return
         for chart in self.charts:
             if not chart.is_mounted or not chart.size.area:
-                self.set_timer(0.1, self._draw_charts)  # not laid out yet: soon
+                if self._redraw is None:  # not laid out yet: soon (one timer for them all, however often called)
+                    self._redraw = self.set_timer(0.1, self._draw_again)
                 continue
             if chart.drawn_state == (self.shown_token, chart.size):
                 continue
@@ -267,6 +300,10 @@ class ReportPane(Vertical):
                 lines.append(Line(np.asarray(curve.steps, float), np.asarray(curve.values, float), color, curve.points))
                 legend.append(("• " if curve.points else "━ ") + curve.label + "  ", style=color)
             chart.draw(lines, legend=legend)
+
+    def _draw_again(self) -> None:
+        self._redraw = None
+        self._draw_charts()
 
     def _show_answers(self) -> None:
         out = self.query_one("#rep-answers-text", Static)
@@ -312,6 +349,11 @@ class ReportPane(Vertical):
     def action_reload(self) -> None:
         if self.root:
             self.open(self.root)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "section":  # greedy / sampled: only a report card has them
+            return self.view is not None and self.view.report is not None
+        return True
 
     def action_section(self) -> None:
         self.section = "sampled" if self.section == "greedy" else "greedy"

@@ -11,8 +11,11 @@ amount is said under the field, never raised.
 
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
 from textual import on
+from textual.binding import Binding
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Select, Static
@@ -24,6 +27,8 @@ from workbench.eval.chinchilla import compute_optimal, parse_amount
 
 
 class ChinchillaCalc(Vertical):
+    BINDINGS = [Binding("escape", "leave", show=False)]  # out of the field, so the pane's keys work again
+
     def __init__(self, **kw):
         super().__init__(**kw)
         self.result: dict | None = None  # compute_optimal's numbers for the field, None while it is empty or bad
@@ -49,6 +54,14 @@ class ChinchillaCalc(Vertical):
     def focus_default(self):
         return self.query_one("#chin-amount", Input)
 
+    def action_leave(self) -> None:
+        """Escape in the field: to the standings table (or the section tabs when there is none)."""
+        table = self.query_one("#chin-standing", DataTable)
+        if table.display:
+            table.focus()
+        else:
+            self.screen.focus_next()  # out of the field (Tab's way): the pane's single-key bindings apply again
+
     def compute(self, unit: str, text: str) -> None:
         """Set the field (for the pane's commands and tests) and show the result."""
         self.query_one("#chin-unit", Select).value = unit
@@ -70,7 +83,10 @@ class ChinchillaCalc(Vertical):
             out.update(M.CHIN_WAITING)
         else:
             try:
-                self.result = compute_optimal(**{unit: parse_amount(text, M.CHIN_UNITS[unit])})
+                result = compute_optimal(**{unit: parse_amount(text, M.CHIN_UNITS[unit])})
+                if not all(math.isfinite(result[k]) and result[k] > 0 for k in ("params", "tokens", "flops")):
+                    raise WorkbenchError(M.CHIN_RANGE.format(what=M.CHIN_UNITS[unit], text=text.strip()))
+                self.result = result
             except WorkbenchError as e:
                 self.error = str(e)
         self.set_class(self.error is not None, "-error")
@@ -85,11 +101,16 @@ class ChinchillaCalc(Vertical):
         table = self.query_one("#chin-standing", DataTable)
         table.clear()
         for r in rows:
-            cells = [r["name"], r["stage"] or "?", amount(r["params"]), amount(r["tokens"]),
-                     f"{r['tokens_per_param']:.2f}", f"{100 * r['fraction_of_optimal_tokens']:.2g}%",
-                     amount(r["compute_optimal_params"]), r["verdict"].split(":")[0], r["source"]]
+            if "error" in r:  # this run's numbers cannot stand (view.standings says why): the others still show
+                cells = [r["name"], r["stage"] or "?", *["–"] * 5, M.CHIN_NO_STANDING.format(error=r["error"]),
+                         r["source"]]
+            else:
+                cells = [r["name"], r["stage"] or "?", amount(r["params"]), amount(r["tokens"]),
+                         f"{r['tokens_per_param']:.2f}", f"{100 * r['fraction_of_optimal_tokens']:.2g}%",
+                         amount(r["compute_optimal_params"]), r["verdict"].split(":")[0], r["source"]]
             table.add_row(*(Text(c, justify="right" if 1 < i < 7 else "left") for i, c in enumerate(cells)))
         table.display = bool(rows)
         first = next((r for r in rows if r["stage"] == "pretrain"), rows[0] if rows else None)
-        note = (M.CHIN_VERDICT.format(name=first["name"], verdict=first["verdict"]) if first else M.CHIN_NO_RUNS)
+        note = (M.CHIN_VERDICT.format(name=first["name"], verdict=first.get("verdict") or
+                                      M.CHIN_NO_STANDING.format(error=first["error"])) if first else M.CHIN_NO_RUNS)
         self.query_one("#chin-note", Static).update(note)

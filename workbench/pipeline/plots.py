@@ -50,7 +50,12 @@ class Figure:
 
 
 def _series(records: list[dict], key: str, event: str = "train") -> tuple[list, list]:
-    points = [(r["step"], r[key]) for r in records if r.get("event") == event and isinstance(r.get(key), (int, float))]
+    """(steps, values) of the records of `event` whose step and `key` are finite numbers: the engine logs a
+    NaN loss as it is (a skipped step), and neither a PNG nor a terminal chart can place it."""
+    from workbench.train.follow import number
+
+    points = [(r["step"], r[key]) for r in records if r.get("event") == event
+              and number(r.get(key)) is not None and number(r.get("step")) is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 
