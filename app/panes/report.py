@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
@@ -111,7 +112,10 @@ class ReportPane(Vertical):
         self._layout_classes()
         self.set_class(True, "-empty")
         if self.root:
-            self.open(self.root)
+            try:
+                self.open(self.root)
+            except NoMatches:  # mounted lazily as the app quits: its children are already gone
+                pass
 
     def focus_default(self):
         """What the App focuses when this tab is shown: the section's table, or the path bar when empty."""

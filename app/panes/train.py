@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static, Switch
@@ -99,7 +100,10 @@ class TrainPane(Vertical):
 
     def on_mount(self) -> None:
         self.set_interval(TICK_S, self._tick)
-        self._refresh()
+        try:
+            self._refresh()
+        except NoMatches:  # mounted lazily as the app quits: its children are already gone
+            return
         self.refresh_parents()
         # torch takes seconds to import: load it in the background once the screen is up, so that
         # Start does not freeze the UI while the first run imports it.

@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import on
 from textual.binding import Binding
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Select, Static
 
@@ -46,7 +47,10 @@ class ChinchillaCalc(Vertical):
         yield Static(id="chin-note", markup=False)
 
     def on_mount(self) -> None:
-        table = self.query_one("#chin-standing", DataTable)
+        try:
+            table = self.query_one("#chin-standing", DataTable)
+        except NoMatches:  # mounted lazily as the app quits: its children are already gone
+            return
         for i, name in enumerate(M.CHIN_COLUMNS):
             table.add_column(Text(name, justify="right" if 1 < i < 7 else "left"), key=name)
         self.show_standings([])

@@ -52,9 +52,6 @@ class ProbeView(PlayView):
         yield Static(M.PROBE_EMPTY, classes="play-status")
         yield OptionList(id="probe-bars")
 
-    def on_mount(self) -> None:
-        self.query_one("#probe-answer").display = False
-
     def focus_default(self):
         return self.query_one("#probe-text", Input)
 
@@ -62,7 +59,7 @@ class ProbeView(PlayView):
     @on(Checkbox.Changed, "#probe-chat")
     def _changed(self, event) -> None:
         if event is not None and event.control.id == "probe-chat":
-            self.query_one("#probe-answer").display = event.value
+            self.set_class(event.value, "-chat")  # the answer-so-far box (shown by the CSS)
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_timer(DEBOUNCE_S, self.ask)
