@@ -7,7 +7,8 @@ time in a thread worker, and a status line.
             self.start(request, lambda cancelled: ...)
 
 The worker's function gets `cancelled()` (true once a newer request or `stop()` replaced it) and reports
-with `self.send(request, kind, ...)`: a PlayOutput message, which is thread-safe. A WorkbenchError becomes
+with `self.send(request, kind, ...)`: a PlayOutput message, which is thread-safe. A view defines `focus_default()` (its text box) and
+`output(message)` (what to draw). A WorkbenchError becomes
 the status line's message; any other exception is shown as a bug, never a traceback that takes the app down.
 """
 
@@ -30,9 +31,6 @@ class PlayView(Vertical):
     @property
     def pane(self):
         return next(a for a in self.ancestors if hasattr(a, "cache"))
-
-    def focus_default(self):
-        raise NotImplementedError
 
     def status(self, text: str = "", error: bool = False) -> None:
         line = self.query_one(".play-status", Static)
@@ -90,6 +88,3 @@ class PlayView(Vertical):
 
     def failed(self, error: str) -> None:
         """A view's own clean-up when its request failed (the status line already says why)."""
-
-    def output(self, message: M.PlayOutput) -> None:
-        raise NotImplementedError
